@@ -1,0 +1,170 @@
+//! Reading and annotating JPEG bytes without decoding them: picture size from the SOF marker,
+//! and the frame stamp (sequence number and capture time) carried in a COM segment that every
+//! decoder ignores.
+
+use crate::time::Timestamp;
+
+const SOI: [u8; 2] = [0xFF, 0xD8];
+const COM: u8 = 0xFE;
+const SOS: u8 = 0xDA;
+const STAMP_PREFIX: &[u8] = b"edgecam seq=";
+
+/// Whether `data` looks like one whole JPEG image (starts with SOI, ends with EOI).
+pub fn is_jpeg(data: &[u8]) -> bool {
+    data.len() >= 4 && data.starts_with(&SOI) && data.ends_with(&[0xFF, 0xD9])
+}
+
+/// The marker segments before the entropy-coded data: `(marker, payload)` pairs, stopping at
+/// SOS or at the first malformed byte. Never reads past `data`.
+fn segments(data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut pos = if data.starts_with(&SOI) {
+        2
+    } else {
+        data.len()
+    };
+    std::iter::from_fn(move || {
+        // Skip fill bytes, then expect a marker.
+        while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
+            pos += 1;
+        }
+        if data.get(pos) != Some(&0xFF) {
+            return None;
+        }
+        let marker = *data.get(pos + 1)?;
+        let len = usize::from(u16::from_be_bytes([
+            *data.get(pos + 2)?,
+            *data.get(pos + 3)?,
+        ]));
+        let payload = data.get(pos + 4..(pos + 2).checked_add(len)?)?;
+        if len < 2 || marker == SOS {
+            pos = data.len();
+            return (marker == SOS).then_some((marker, payload));
+        }
+        pos += 2 + len;
+        Some((marker, payload))
+    })
+}
+
+/// Width and height from the first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC).
+pub fn dimensions(data: &[u8]) -> Option<(u32, u32)> {
+    segments(data).find_map(|(marker, payload)| {
+        let is_sof = (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker);
+        if !is_sof || payload.len() < 5 {
+            return None;
+        }
+        let height = u16::from_be_bytes([payload[1], payload[2]]);
+        let width = u16::from_be_bytes([payload[3], payload[4]]);
+        Some((u32::from(width), u32::from(height)))
+    })
+}
+
+/// What edgecam writes into every frame it encodes, so that a client can tell latency and
+/// skipped frames. Frames from other servers simply have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub seq: u64,
+    pub captured_at: Timestamp,
+}
+
+impl Stamp {
+    /// The COM segment text: `edgecam seq=<seq> t=<unix micros>`.
+    fn text(&self) -> String {
+        format!(
+            "edgecam seq={} t={}",
+            self.seq,
+            self.captured_at.as_micros()
+        )
+    }
+
+    /// Inserts this stamp as a COM segment right after SOI. Leaves `jpeg` alone if it does not
+    /// start with SOI.
+    pub fn insert_into(&self, jpeg: &mut Vec<u8>) {
+        if !jpeg.starts_with(&SOI) {
+            return;
+        }
+        let text = self.text();
+        let len = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
+        let mut segment = vec![0xFF, COM];
+        segment.extend_from_slice(&len.to_be_bytes());
+        segment.extend_from_slice(text.as_bytes());
+        jpeg.splice(2..2, segment);
+    }
+
+    /// The stamp in `jpeg`'s COM segments, if edgecam put one there.
+    pub fn find(jpeg: &[u8]) -> Option<Stamp> {
+        segments(jpeg)
+            .filter(|(marker, _)| *marker == COM)
+            .find_map(|(_, payload)| Stamp::parse(payload))
+    }
+
+    fn parse(comment: &[u8]) -> Option<Stamp> {
+        let rest = std::str::from_utf8(comment.strip_prefix(STAMP_PREFIX)?).ok()?;
+        let (seq, t) = rest.split_once(" t=")?;
+        Some(Stamp {
+            seq: seq.parse().ok()?,
+            captured_at: Timestamp(t.parse().ok()?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// SOI, a JFIF APP0, SOF0 for 640x480, SOS and EOI: the marker layout of a real baseline JPEG.
+    fn tiny_jpeg() -> Vec<u8> {
+        let mut j = vec![0xFF, 0xD8];
+        j.extend_from_slice(&[0xFF, 0xE0, 0x00, 0x10]);
+        j.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+        j.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 0x08, 0x01, 0xE0, 0x02, 0x80, 0x01]);
+        j.extend_from_slice(&[0x01, 0x11, 0x00]);
+        j.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
+        j.extend_from_slice(&[0x12, 0x34, 0xFF, 0xD9]);
+        j
+    }
+
+    #[test]
+    fn reads_dimensions_from_sof() {
+        assert_eq!(dimensions(&tiny_jpeg()), Some((640, 480)));
+        assert!(is_jpeg(&tiny_jpeg()));
+    }
+
+    #[test]
+    fn stamp_round_trips_and_keeps_the_image_valid() {
+        let mut j = tiny_jpeg();
+        assert_eq!(Stamp::find(&j), None);
+        let stamp = Stamp {
+            seq: 42,
+            captured_at: Timestamp(1_700_000_000_123_456),
+        };
+        stamp.insert_into(&mut j);
+        assert_eq!(Stamp::find(&j), Some(stamp));
+        assert_eq!(dimensions(&j), Some((640, 480)));
+        assert!(is_jpeg(&j));
+    }
+
+    #[test]
+    fn not_a_jpeg_has_no_stamp_and_is_left_alone() {
+        let mut text = b"Unknown command".to_vec();
+        Stamp {
+            seq: 1,
+            captured_at: Timestamp(1),
+        }
+        .insert_into(&mut text);
+        assert_eq!(text, b"Unknown command");
+        assert_eq!(dimensions(&text), None);
+    }
+
+    proptest! {
+        #[test]
+        fn inspecting_arbitrary_bytes_never_panics(data in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = dimensions(&data);
+            let _ = Stamp::find(&data);
+            let mut with_soi = SOI.to_vec();
+            with_soi.extend_from_slice(&data);
+            let _ = dimensions(&with_soi);
+            let _ = Stamp::find(&with_soi);
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The [`Transport`] trait: what the server needs from a connection-oriented transport.
+
+use std::io;
+
+use thiserror::Error;
+
+use crate::frame::Frame;
+
+#[derive(Debug, Error)]
+pub enum TransportError {
+    #[error(
+        "cannot listen on {addr}; check that the address belongs to this machine and the port is free"
+    )]
+    Bind {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("accepting a connection on {addr} failed")]
+    Accept {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading from {peer} failed")]
+    Read {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sending to {peer} failed")]
+    Write {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("a frame of {len} bytes is too large for the wire format")]
+    FrameTooLarge { len: usize },
+}
+
+/// One accepted connection, split so that commands can be read while a frame is being sent.
+#[derive(Debug)]
+pub struct Connection<R, W> {
+    pub reader: R,
+    pub writer: W,
+    /// The peer's address, for logs.
+    pub peer: String,
+}
+
+/// The receiving half: command bytes from the client.
+#[async_trait::async_trait]
+pub trait CommandSource: Send + 'static {
+    /// Reads some bytes into `buf`; `Ok(0)` means the peer closed its side. Cancel-safe: if
+    /// the future is dropped before it completes, no bytes are lost.
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError>;
+}
+
+/// The sending half: frames to the client.
+#[async_trait::async_trait]
+pub trait FrameSink: Send + 'static {
+    /// Writes one whole frame (length prefix and JPEG). Not cancel-safe: a frame cut off
+    /// half-way leaves the stream out of step, so a caller that gives up must drop the sink.
+    async fn send_frame(&mut self, frame: &Frame) -> Result<(), TransportError>;
+
+    /// Flushes and closes the sending side; frames already handed over are delivered.
+    async fn close(&mut self) -> Result<(), TransportError>;
+}
+
+/// A listening endpoint that hands out connections.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    type Reader: CommandSource;
+    type Writer: FrameSink;
+
+    /// Waits for the next connection. Cancel-safe.
+    async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError>;
+
+    /// Where clients can reach this transport, for the startup line and logs.
+    fn local_addr(&self) -> String;
+}
