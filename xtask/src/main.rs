@@ -1,1 +1,542 @@
-fn main() {}
+//! edgecam's project tasks, run as `cargo xtask <command>` (an alias in
+//! `.cargo/config.toml`), so that a developer's machine and CI run the same thing.
+//!
+//! Commands:
+//! - `cargo xtask ci`: exactly what CI runs (`.ci/run` installs the system libraries,
+//!   then calls it). In order: the `cargo fmt` check; clippy with `-D warnings`; the
+//!   tests under nextest, plus the doctests; the layering check (edgecam-core has no
+//!   runtime, sockets, OpenCV, libjpeg-turbo or libc, and only edgecam-camera-opencv
+//!   depends on `opencv`); then the feature legs that need system libraries
+//!   (`turbojpeg`, `opencv`), each skipped, with the reason, where its library is
+//!   missing. It stops at the first failure, naming the step and the command that
+//!   re-runs it, and ends with a table of legs.
+//! - `cargo xtask layering`: the layering check alone.
+//! - `cargo xtask bench [args...]`: `cargo run --release --locked -p edgecam -- bench
+//!   [args...]`; the benchmark itself lives in the edgecam binary.
+//! - `cargo xtask help`: the usage text.
+//!
+//! xtask stays light on purpose: `anyhow`, a hand-written argument parser and
+//! `std::process::Command`, so that it builds in seconds on a fresh clone.
+
+use std::collections::BTreeSet;
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::{env, fmt, fs};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+Usage: cargo xtask <command> [args...]
+
+Commands:
+  ci               run exactly what CI runs: fmt, clippy, tests, layering check,
+                   feature legs; stops at the first failure
+  layering         run only the layering check (a step of `ci`)
+  bench [args...]  cargo run --release --locked -p edgecam -- bench [args...]
+  help             print this text
+";
+
+fn main() -> ExitCode {
+    let mut args = env::args_os().skip(1);
+    let command = args.next();
+    let rest: Vec<OsString> = args.collect();
+    let ctx = Ctx::new();
+    let result = match command.as_deref().map(OsStr::to_string_lossy).as_deref() {
+        None | Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some("ci") => no_args("ci", &rest)
+            .and_then(|()| ci(&ctx))
+            .map(|()| ExitCode::SUCCESS),
+        Some("layering") => no_args("layering", &rest)
+            .and_then(|()| check_layering(&ctx))
+            .map(|()| ExitCode::SUCCESS),
+        Some("bench") => bench(&ctx, &rest),
+        Some(other) => {
+            eprint!("error: unknown command `{other}`\n\n{USAGE}");
+            Ok(ExitCode::FAILURE)
+        }
+    };
+    result.unwrap_or_else(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn no_args(command: &str, rest: &[OsString]) -> Result<()> {
+    match rest.first() {
+        None => Ok(()),
+        Some(arg) => bail!(
+            "`cargo xtask {command}` takes no arguments, got `{}`\n\n{USAGE}",
+            arg.to_string_lossy()
+        ),
+    }
+}
+
+/// Where and with what the tasks run.
+#[derive(Debug)]
+struct Ctx {
+    /// The cargo that runs xtask (`$CARGO`), so every step uses the same toolchain.
+    cargo: OsString,
+    /// The workspace root: every command runs there.
+    root: PathBuf,
+}
+
+impl Ctx {
+    fn new() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("xtask's manifest lives in a folder of the workspace root")
+            .to_path_buf();
+        let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        Ctx { cargo, root }
+    }
+
+    /// `cargo <args>` in the workspace root, after printing its header line.
+    fn cargo(&self, args: &[&str], envs: &[(&str, &str)]) -> Command {
+        println!("==> {}", display_cargo(args, envs));
+        let mut cmd = Command::new(&self.cargo);
+        cmd.args(args)
+            .envs(envs.iter().copied())
+            .current_dir(&self.root);
+        cmd
+    }
+
+    /// Runs `cargo <args>` with its output streaming through; fails unless it succeeds.
+    fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+        let shown = display_cargo(args, envs);
+        let mut cmd = self.cargo(args, envs);
+        if args.first() == Some(&"nextest") {
+            self.require_nextest()?;
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
+        if !status.success() {
+            bail!("`{shown}` failed ({status})");
+        }
+        Ok(())
+    }
+
+    /// Runs `cargo <args>` and returns its standard output; its errors stream through.
+    fn capture(&self, args: &[&str]) -> Result<String> {
+        let shown = display_cargo(args, &[]);
+        let out = self
+            .cargo(args, &[])
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
+        if !out.status.success() {
+            bail!("`{shown}` failed ({})", out.status);
+        }
+        String::from_utf8(out.stdout).with_context(|| format!("`{shown}` printed non-UTF-8"))
+    }
+
+    fn require_nextest(&self) -> Result<()> {
+        let found = Command::new(&self.cargo)
+            .args(["nextest", "--version"])
+            .current_dir(&self.root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        if !found {
+            bail!(
+                "cargo-nextest is not installed: install it with `cargo install cargo-nextest --locked`"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The command line as a person would type it, to print and to copy.
+fn display_cargo(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let envs = envs.iter().map(|(key, value)| format!("{key}={value}"));
+    let command = ["cargo"].iter().chain(args).map(|word| (*word).to_owned());
+    envs.chain(command).collect::<Vec<_>>().join(" ")
+}
+
+// ---------------------------------------------------------------------------------------
+// cargo xtask ci
+
+/// One part of CI, run only when its probe finds what it needs.
+#[derive(Debug)]
+struct Leg {
+    name: &'static str,
+    /// `Ok(())` when the leg can run on this machine, else why it is skipped. A probe
+    /// only looks for system libraries and tools: it never fails the run.
+    probe: fn() -> Result<(), String>,
+    steps: &'static [Step],
+}
+
+#[derive(Debug)]
+enum Step {
+    /// `cargo <args>`, with extra environment variables (a cross leg's linker and runner).
+    Cargo {
+        args: &'static [&'static str],
+        envs: &'static [(&'static str, &'static str)],
+    },
+    /// A check written here; it prints the commands it runs and what it checked.
+    Check {
+        run: fn(&Ctx) -> Result<()>,
+        /// The command that re-runs just this check.
+        rerun: &'static str,
+    },
+}
+
+const fn cargo(args: &'static [&'static str]) -> Step {
+    Step::Cargo { args, envs: &[] }
+}
+
+/// What CI runs, in order.
+const LEGS: &[Leg] = &[
+    Leg {
+        name: "fmt",
+        probe: always,
+        steps: &[cargo(&["fmt", "--all", "--", "--check"])],
+    },
+    Leg {
+        name: "clippy",
+        probe: always,
+        steps: &[cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])],
+    },
+    Leg {
+        name: "test",
+        probe: always,
+        steps: &[
+            cargo(&["nextest", "run", "--workspace", "--locked"]),
+            // nextest does not run doctests.
+            cargo(&["test", "--workspace", "--doc", "--locked"]),
+        ],
+    },
+    Leg {
+        name: "layering",
+        probe: always,
+        steps: &[Step::Check {
+            run: check_layering,
+            rerun: "cargo xtask layering",
+        }],
+    },
+    Leg {
+        name: "turbojpeg",
+        probe: has_libturbojpeg,
+        steps: &[
+            cargo(&[
+                "clippy",
+                "-p",
+                "edgecam",
+                "--features",
+                "turbojpeg",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            cargo(&[
+                "nextest",
+                "run",
+                "-p",
+                "edgecam",
+                "--features",
+                "turbojpeg",
+                "--locked",
+            ]),
+        ],
+    },
+    Leg {
+        name: "opencv",
+        probe: has_opencv,
+        steps: &[
+            cargo(&[
+                "clippy",
+                "-p",
+                "edgecam-camera-opencv",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+            cargo(&[
+                "nextest",
+                "run",
+                "-p",
+                "edgecam-camera-opencv",
+                "--no-tests=pass",
+                "--locked",
+            ]),
+        ],
+    },
+];
+
+fn always() -> Result<(), String> {
+    Ok(())
+}
+
+fn has_libturbojpeg() -> Result<(), String> {
+    pkg_config_has(
+        "libturbojpeg",
+        "libturbojpeg0-dev",
+        "libturbojpeg0-dev pkg-config",
+    )
+}
+
+fn has_opencv() -> Result<(), String> {
+    pkg_config_has(
+        "opencv4",
+        "libopencv-dev",
+        "libopencv-dev clang libclang-dev",
+    )
+}
+
+/// Whether pkg-config knows `module`; a missing pkg-config counts as "no".
+fn pkg_config_has(module: &str, package: &str, install: &str) -> Result<(), String> {
+    println!("==> pkg-config --exists {module}");
+    let found = Command::new("pkg-config")
+        .args(["--exists", module])
+        .status()
+        .is_ok_and(|status| status.success());
+    if found {
+        Ok(())
+    } else {
+        Err(format!(
+            "{package} not installed (apt-get install {install})"
+        ))
+    }
+}
+
+#[derive(Debug)]
+enum Outcome {
+    Ok,
+    Skipped(String),
+    Failed,
+    NotRun,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Skipped(why) => write!(f, "skipped: {why}"),
+            Outcome::Failed => f.write_str("FAILED"),
+            Outcome::NotRun => f.write_str("not run: an earlier leg failed"),
+        }
+    }
+}
+
+/// A step that failed: what it was, why, and how to run it again.
+#[derive(Debug)]
+struct Failure {
+    leg: &'static str,
+    error: anyhow::Error,
+    rerun: String,
+}
+
+fn ci(ctx: &Ctx) -> Result<()> {
+    let mut outcomes = Vec::with_capacity(LEGS.len());
+    let mut failure = None;
+    for leg in LEGS {
+        if failure.is_some() {
+            outcomes.push(Outcome::NotRun);
+            continue;
+        }
+        println!("\n=== {}", leg.name);
+        if let Err(why) = (leg.probe)() {
+            println!("skipped: {why}");
+            outcomes.push(Outcome::Skipped(why));
+            continue;
+        }
+        match run_leg(ctx, leg) {
+            Ok(()) => outcomes.push(Outcome::Ok),
+            Err(err) => {
+                outcomes.push(Outcome::Failed);
+                failure = Some(err);
+            }
+        }
+    }
+
+    let width = LEGS.iter().map(|leg| leg.name.len()).max().unwrap_or(0);
+    println!("\n=== summary");
+    for (leg, outcome) in LEGS.iter().zip(&outcomes) {
+        println!("  {:width$}  {outcome}", leg.name);
+    }
+
+    match failure {
+        None => Ok(()),
+        Some(Failure { leg, error, rerun }) => {
+            bail!("CI leg `{leg}` failed: {error:#}\n  re-run it with: {rerun}")
+        }
+    }
+}
+
+fn run_leg(ctx: &Ctx, leg: &Leg) -> Result<(), Failure> {
+    for step in leg.steps {
+        let (result, rerun) = match step {
+            Step::Cargo { args, envs } => (ctx.run(args, envs), display_cargo(args, envs)),
+            Step::Check { run, rerun } => (run(ctx), (*rerun).to_owned()),
+        };
+        result.map_err(|error| Failure {
+            leg: leg.name,
+            error,
+            rerun,
+        })?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The layering check
+
+/// Crates edgecam-core must never depend on, even indirectly: core is sans-IO, with no
+/// runtime, no sockets, no OpenCV, no libjpeg-turbo and no OS bindings.
+const CORE_FORBIDDEN: &[&str] = &[
+    "tokio",
+    "mio",
+    "socket2",
+    "async-std",
+    "smol",
+    "opencv",
+    "turbojpeg",
+    "libc",
+    "nix",
+];
+
+/// The one crate allowed to depend on `opencv`.
+const OPENCV_CRATE: &str = "edgecam-camera-opencv";
+
+fn check_layering(ctx: &Ctx) -> Result<()> {
+    // edgecam-core's normal dependencies, one crate a line: `name vX.Y.Z [(path)] [(*)]`.
+    let tree = ctx.capture(&[
+        "tree",
+        "-p",
+        "edgecam-core",
+        "-e",
+        "normal",
+        "--prefix",
+        "none",
+        "--locked",
+    ])?;
+    let deps: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "edgecam-core")
+        .collect();
+    let found: Vec<&str> = CORE_FORBIDDEN
+        .iter()
+        .copied()
+        .filter(|name| deps.contains(name))
+        .collect();
+    if let Some(first) = found.first() {
+        bail!(
+            "edgecam-core must not depend on {}, even indirectly: it is sans-IO; \
+             see what pulls it in with `cargo tree -p edgecam-core -e normal -i {first}`",
+            found.join(", ")
+        );
+    }
+    println!(
+        "ok: none of edgecam-core's {} normal dependencies is one of {}",
+        deps.len(),
+        CORE_FORBIDDEN.join(", ")
+    );
+
+    // Only edgecam-camera-opencv may depend on opencv (the rest may reach it through it).
+    let lock_path = ctx.root.join("Cargo.lock");
+    let lock = fs::read_to_string(&lock_path)
+        .with_context(|| format!("could not read {}", lock_path.display()))?;
+    if !lock.lines().any(|line| line.trim() == r#"name = "opencv""#) {
+        println!("ok: opencv is not in Cargo.lock, so no crate depends on it");
+        return Ok(());
+    }
+    // All features and all targets, so that no optional or platform-only use hides.
+    let tree = ctx.capture(&[
+        "tree",
+        "--workspace",
+        "-i",
+        "opencv",
+        "-e",
+        "normal",
+        "--all-features",
+        "--target",
+        "all",
+        "--prefix",
+        "depth",
+        "--locked",
+    ])?;
+    // With `--prefix depth`, direct dependents are the lines that start with `1`.
+    let direct: BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|line| line.strip_prefix('1'))
+        .filter(|rest| !rest.starts_with(|c: char| c.is_ascii_digit()))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let intruders: Vec<&str> = direct
+        .iter()
+        .copied()
+        .filter(|name| *name != OPENCV_CRATE)
+        .collect();
+    if !intruders.is_empty() {
+        bail!(
+            "only {OPENCV_CRATE} may depend on opencv (the others reach it through it), \
+             but so do: {}; see with `cargo tree --workspace -i opencv -e normal --all-features`",
+            intruders.join(", ")
+        );
+    }
+    println!("ok: opencv's only direct dependents are {direct:?} (allowed: {OPENCV_CRATE})");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// cargo xtask bench
+
+fn bench(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
+    let fixed = [
+        "run",
+        "--release",
+        "--locked",
+        "-p",
+        "edgecam",
+        "--",
+        "bench",
+    ];
+    let mut shown = display_cargo(&fixed, &[]);
+    for arg in args {
+        shown.push(' ');
+        shown.push_str(&arg.to_string_lossy());
+    }
+    println!("==> {shown}");
+    let status = Command::new(&ctx.cargo)
+        .args(fixed)
+        .args(args)
+        .current_dir(&ctx.root)
+        .status()
+        .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
+    Ok(exit_code(status))
+}
+
+/// The child's exit status as ours, so that `cargo xtask bench` fails as the bench does.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(signal) = status.signal() {
+            // The shell's convention for "killed by a signal".
+            return ExitCode::from(u8::try_from(128 + signal).unwrap_or(u8::MAX));
+        }
+    }
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(code) => ExitCode::from(u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1)),
+        None => ExitCode::FAILURE,
+    }
+}

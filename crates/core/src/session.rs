@@ -254,9 +254,9 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         match (self.last_command, self.state) {
             (_, State::Closed(_)) => None,
-            (None, _) => self.config.handshake_timeout.map(|t| self.started.add(t)),
+            (None, _) => self.config.handshake_timeout.map(|t| self.started + t),
             (Some(last), State::Idle | State::AwaitingConfirm { .. }) => {
-                self.config.idle_timeout.map(|t| last.add(t))
+                self.config.idle_timeout.map(|t| last + t)
             }
             (Some(_), State::Requested { .. } | State::Streaming { .. }) => None,
         }

@@ -11,13 +11,17 @@ use async_trait::async_trait;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub u64);
 
-impl Timestamp {
-    /// The timestamp `d` after this one (saturating).
-    pub fn add(self, d: Duration) -> Timestamp {
+/// The timestamp `d` after this one (saturating).
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+
+    fn add(self, d: Duration) -> Timestamp {
         let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         Timestamp(self.0.saturating_add(micros))
     }
+}
 
+impl Timestamp {
     /// How long after `earlier` this is; zero when it is not later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_micros(self.0.saturating_sub(earlier.0))
@@ -60,7 +64,7 @@ impl ManualClock {
 
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now = now.add(d);
+        *now = *now + d;
     }
 }
 

@@ -4,6 +4,7 @@ use std::io;
 
 use thiserror::Error;
 
+use crate::codec::CodecError;
 use crate::frame::Frame;
 
 #[derive(Debug, Error)]
@@ -34,8 +35,24 @@ pub enum TransportError {
         #[source]
         source: io::Error,
     },
-    #[error("a frame of {len} bytes is too large for the wire format")]
-    FrameTooLarge { len: usize },
+    #[error(
+        "cannot connect to {addr}; check that edgecam (or the legacy server) runs there and the port is open"
+    )]
+    Connect {
+        addr: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{peer} did not answer within {seconds:.1} s")]
+    Timeout { peer: String, seconds: f64 },
+    #[error("{peer} closed the connection in the middle of a frame")]
+    Truncated { peer: String },
+    #[error("{peer} broke the wire protocol")]
+    Protocol {
+        peer: String,
+        #[source]
+        source: CodecError,
+    },
 }
 
 /// One accepted connection, split so that commands can be read while a frame is being sent.

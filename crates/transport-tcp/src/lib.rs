@@ -1,1 +1,236 @@
-//! placeholder
+//! edgecam over plain TCP: the server side of the core [`Transport`] trait on tokio sockets,
+//! and [`FrameStream`], the client side of one connection (commands out, frames in).
+//!
+//! Nothing here knows the session rules; it moves bytes, with the legacy wire format from
+//! `edgecam_core::codec`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use edgecam_core::codec::{FrameDecoder, frame_header};
+use edgecam_core::frame::Frame;
+use edgecam_core::transport::{CommandSource, Connection, FrameSink, Transport, TransportError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The default TCP port of the legacy protocol.
+pub const DEFAULT_PORT: u16 = 6810;
+
+/// A listening TCP socket handing out edgecam connections.
+#[derive(Debug)]
+pub struct TcpTransport {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl TcpTransport {
+    pub async fn bind(addr: &str) -> Result<Self, TransportError> {
+        let bind_error = |source| TransportError::Bind {
+            addr: addr.to_owned(),
+            source,
+        };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local = listener.local_addr().map_err(bind_error)?;
+        Ok(TcpTransport { listener, local })
+    }
+
+    pub fn socket_addr(&self) -> SocketAddr {
+        self.local
+    }
+}
+
+#[async_trait]
+impl Transport for TcpTransport {
+    type Reader = TcpCommandSource;
+    type Writer = TcpFrameSink;
+
+    async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError> {
+        let (stream, peer) =
+            self.listener
+                .accept()
+                .await
+                .map_err(|source| TransportError::Accept {
+                    addr: self.local.to_string(),
+                    source,
+                })?;
+        // Frames are written whole; waiting to coalesce them only adds latency.
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let peer = peer.to_string();
+        Ok(Connection {
+            reader: TcpCommandSource {
+                read,
+                peer: peer.clone(),
+            },
+            writer: TcpFrameSink {
+                write,
+                peer: peer.clone(),
+            },
+            peer,
+        })
+    }
+
+    fn local_addr(&self) -> String {
+        self.local.to_string()
+    }
+}
+
+#[derive(Debug)]
+pub struct TcpCommandSource {
+    read: OwnedReadHalf,
+    peer: String,
+}
+
+#[async_trait]
+impl CommandSource for TcpCommandSource {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
+        self.read
+            .read(buf)
+            .await
+            .map_err(|source| TransportError::Read {
+                peer: self.peer.clone(),
+                source,
+            })
+    }
+}
+
+#[derive(Debug)]
+pub struct TcpFrameSink {
+    write: OwnedWriteHalf,
+    peer: String,
+}
+
+#[async_trait]
+impl FrameSink for TcpFrameSink {
+    async fn send_frame(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        let header = frame_header(frame.jpeg.len()).map_err(|source| TransportError::Protocol {
+            peer: self.peer.clone(),
+            source,
+        })?;
+        // One vectored write of prefix and shared JPEG bytes: no copy of the frame.
+        let mut buf = Buf::chain(&header[..], frame.jpeg.clone());
+        self.write
+            .write_all_buf(&mut buf)
+            .await
+            .map_err(|source| TransportError::Write {
+                peer: self.peer.clone(),
+                source,
+            })
+    }
+
+    async fn close(&mut self) -> Result<(), TransportError> {
+        self.write
+            .shutdown()
+            .await
+            .map_err(|source| TransportError::Write {
+                peer: self.peer.clone(),
+                source,
+            })
+    }
+}
+
+/// The client side of one connection: commands out, frames in.
+#[derive(Debug)]
+pub struct FrameStream {
+    stream: TcpStream,
+    peer: String,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl FrameStream {
+    /// Connects to `addr` (`host:port`), giving up after `timeout`.
+    pub async fn connect(
+        addr: &str,
+        timeout: Duration,
+        decoder: FrameDecoder,
+    ) -> Result<Self, TransportError> {
+        let connect_error = |source| TransportError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(result) => result.map_err(connect_error)?,
+            Err(_) => {
+                return Err(TransportError::Timeout {
+                    peer: addr.to_owned(),
+                    seconds: timeout.as_secs_f64(),
+                });
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        Ok(FrameStream {
+            stream,
+            peer: addr.to_owned(),
+            buf: BytesMut::with_capacity(256 * 1024),
+            decoder,
+        })
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Writes raw command bytes in one write.
+    pub async fn send(&mut self, commands: &[u8]) -> Result<(), TransportError> {
+        self.stream
+            .write_all(commands)
+            .await
+            .map_err(|source| TransportError::Write {
+                peer: self.peer.clone(),
+                source,
+            })
+    }
+
+    /// The next frame's payload; `None` when the server closed the connection between frames.
+    /// Cancel-safe: bytes read before the future is dropped stay buffered.
+    pub async fn next_frame(&mut self) -> Result<Option<Bytes>, TransportError> {
+        loop {
+            let decoded = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(|source| TransportError::Protocol {
+                    peer: self.peer.clone(),
+                    source,
+                })?;
+            if let Some(frame) = decoded {
+                return Ok(Some(frame));
+            }
+            let n = self
+                .stream
+                .read_buf(&mut self.buf)
+                .await
+                .map_err(|source| TransportError::Read {
+                    peer: self.peer.clone(),
+                    source,
+                })?;
+            if n == 0 {
+                return if self.buf.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(TransportError::Truncated {
+                        peer: self.peer.clone(),
+                    })
+                };
+            }
+        }
+    }
+
+    /// Like [`FrameStream::next_frame`], but `Timeout` after `timeout`.
+    pub async fn next_frame_within(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<Bytes>, TransportError> {
+        tokio::time::timeout(timeout, self.next_frame())
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Timeout {
+                    peer: self.peer.clone(),
+                    seconds: timeout.as_secs_f64(),
+                })
+            })
+    }
+}
