@@ -1,1 +1,22 @@
-//! edgecam
+//! The edgecam server and client, generic over the core traits: the capture loop that encodes
+//! each frame once, the server that fans frames out to sessions, the client that fetches and
+//! streams them, and the encoder and clock they use. The `edgecam` binary is a thin
+//! command-line front end to this library.
+
+pub mod capture;
+pub mod client;
+pub mod clock;
+pub mod encode;
+pub mod server;
+
+/// An error and all its sources on one line: `what failed: why: root cause`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

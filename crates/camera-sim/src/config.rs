@@ -1,0 +1,612 @@
+//! [`SimConfig`]: what the synthetic camera delivers, parsed from a `sim:WxH@FPS?options` spec.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use edgecam_core::camera::CameraError;
+
+const DEFAULT_WIDTH: u32 = 640;
+const DEFAULT_HEIGHT: u32 = 480;
+const DEFAULT_FPS: f64 = 30.0;
+const MAX_WIDTH: u32 = 7680;
+const MAX_HEIGHT: u32 = 4320;
+const MAX_FPS: f64 = 1000.0;
+const MAX_STALL_MS: u64 = 600_000;
+
+const GRAMMAR: &str = "expected sim[:WIDTHxHEIGHT[@FPS]][?OPTION[&OPTION...]], \
+     e.g. sim:640x480@30?error_every=10";
+const OPTIONS: &str = "allowed options are fail_after=N, error_every=N, \
+     stall_after=N&stall_ms=M and vary";
+
+/// What a [`SimCamera`](crate::SimCamera) delivers: frame size, pace and injected faults.
+///
+/// Always valid: the constructors and [`FromStr`] check every field, and [`Display`](fmt::Display)
+/// gives back the canonical spec, which parses to an equal config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    width: u32,
+    height: u32,
+    fps: f64,
+    faults: Faults,
+}
+
+/// Faults a [`SimCamera`](crate::SimCamera) injects. Frames are counted by their `seq`, which
+/// starts at 1 and also counts frames lost to `error_every`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// `fail_after=N`: once frame `N` has been produced, the next `next_frame` returns
+    /// [`CameraError::Disconnected`] at once (no wait, no seq consumed) and the camera is closed.
+    /// This happens once per camera: after `open` it keeps delivering from seq `N + 1` on.
+    /// `N = 0` disconnects on the very first `next_frame`.
+    pub fail_after: Option<u64>,
+    /// `error_every=N` (`N >= 1`): every frame whose seq is a multiple of `N` is waited for as
+    /// usual and then returned as [`CameraError::Read`]; its seq is used up, so the next frame
+    /// shows a gap. `N = 1` fails every frame.
+    pub error_every: Option<u64>,
+    /// `stall_after=N&stall_ms=M`: see [`Stall`].
+    pub stall: Option<Stall>,
+    /// `vary`: odd seqs are `WxH`, even seqs are `W/2 x H/2` (rounded down). The capabilities
+    /// report the larger size.
+    pub vary: bool,
+}
+
+/// `stall_after=N&stall_ms=M`: frame `N + 1` arrives `M` ms after it was due, once per camera
+/// (`N = 0` delays the first frame). The pace then restarts from that late frame: the next frame
+/// is due one interval after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// Frames delivered on time before the late one.
+    pub after: u64,
+    /// How late; whole milliseconds, from 1 ms to 600 s.
+    pub duration: Duration,
+}
+
+impl SimConfig {
+    /// A fault-free config; `fps = 0.0` means no pacing (a frame as soon as one is asked for).
+    pub fn new(width: u32, height: u32, fps: f64) -> Result<SimConfig, CameraError> {
+        check_size(width, height)
+            .and_then(|()| check_fps(fps))
+            .map_err(|reason| CameraError::Spec {
+                spec: format!("sim:{width}x{height}@{fps}"),
+                reason,
+            })?;
+        Ok(SimConfig {
+            width,
+            height,
+            fps: normalise_zero(fps),
+            faults: Faults::default(),
+        })
+    }
+
+    /// This config with `faults` injected.
+    pub fn with_faults(self, faults: Faults) -> Result<SimConfig, CameraError> {
+        match check_faults(&faults) {
+            Ok(()) => Ok(SimConfig { faults, ..self }),
+            Err(reason) => Err(CameraError::Spec {
+                spec: SimConfig { faults, ..self }.to_string(),
+                reason,
+            }),
+        }
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Frames per second; `0.0` means no pacing.
+    pub fn fps(&self) -> f64 {
+        self.fps
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+}
+
+impl Default for SimConfig {
+    /// `sim:640x480@30`, no faults.
+    fn default() -> Self {
+        SimConfig {
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+            fps: DEFAULT_FPS,
+            faults: Faults::default(),
+        }
+    }
+}
+
+impl fmt::Display for SimConfig {
+    /// The canonical spec: `sim:WxH@FPS`, then the options present in the order
+    /// `fail_after`, `error_every`, `stall_after`, `stall_ms`, `vary`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // f64's Display is the shortest text that parses back to the same value, with no
+        // exponent, so it round-trips through `parse_fps`.
+        write!(f, "sim:{}x{}@{}", self.width, self.height, self.fps)?;
+        let Faults {
+            fail_after,
+            error_every,
+            stall,
+            vary,
+        } = &self.faults;
+        let mut options = Vec::new();
+        if let Some(n) = fail_after {
+            options.push(format!("fail_after={n}"));
+        }
+        if let Some(n) = error_every {
+            options.push(format!("error_every={n}"));
+        }
+        if let Some(stall) = stall {
+            options.push(format!("stall_after={}", stall.after));
+            options.push(format!("stall_ms={}", stall.duration.as_millis()));
+        }
+        if *vary {
+            options.push("vary".to_owned());
+        }
+        if !options.is_empty() {
+            write!(f, "?{}", options.join("&"))?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for SimConfig {
+    type Err = CameraError;
+
+    /// Parses `sim`, `sim:WxH`, `sim:WxH@FPS`, each optionally followed by `?OPTION&OPTION...`.
+    fn from_str(spec: &str) -> Result<SimConfig, CameraError> {
+        parse(spec).map_err(|reason| CameraError::Spec {
+            spec: spec.to_owned(),
+            reason,
+        })
+    }
+}
+
+fn parse(spec: &str) -> Result<SimConfig, String> {
+    let (head, options) = match spec.split_once('?') {
+        Some((head, options)) => (head, Some(options)),
+        None => (spec, None),
+    };
+    let (width, height, fps) = if head == "sim" {
+        (DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_FPS)
+    } else if let Some(mode) = head.strip_prefix("sim:") {
+        let (size, fps) = match mode.split_once('@') {
+            Some((size, fps)) => (size, parse_fps(fps)?),
+            None => (mode, DEFAULT_FPS),
+        };
+        let Some((width, height)) = size.split_once('x') else {
+            return Err(format!("size {size:?} is not WIDTHxHEIGHT; {GRAMMAR}"));
+        };
+        (
+            parse_dimension("width", width)?,
+            parse_dimension("height", height)?,
+            fps,
+        )
+    } else {
+        return Err(format!("not a sim camera spec; {GRAMMAR}"));
+    };
+    check_size(width, height)?;
+    check_fps(fps)?;
+    let faults = match options {
+        Some(options) => parse_options(options)?,
+        None => Faults::default(),
+    };
+    check_faults(&faults)?;
+    Ok(SimConfig {
+        width,
+        height,
+        fps: normalise_zero(fps),
+        faults,
+    })
+}
+
+fn parse_dimension(what: &str, text: &str) -> Result<u32, String> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{what} {text:?} is not a whole number; {GRAMMAR}"));
+    }
+    text.parse().map_err(|_| {
+        format!("{what} {text} is too large; the largest frame is {MAX_WIDTH}x{MAX_HEIGHT}")
+    })
+}
+
+fn parse_fps(text: &str) -> Result<f64, String> {
+    // Digits with an optional fraction: no sign, exponent, `inf` or `NaN`.
+    let well_formed = match text.split_once('.') {
+        Some((whole, fraction)) => is_digits(whole) && is_digits(fraction),
+        None => is_digits(text),
+    };
+    if !well_formed {
+        return Err(format!(
+            "fps {text:?} is not a number like 30 or 7.5; use 0 for no pacing, at most {MAX_FPS}"
+        ));
+    }
+    text.parse()
+        .map_err(|_| format!("fps {text:?} is not a number like 30 or 7.5"))
+}
+
+fn is_digits(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn parse_options(options: &str) -> Result<Faults, String> {
+    let mut faults = Faults::default();
+    let mut stall_after = None;
+    let mut stall_ms = None;
+    for option in options.split('&') {
+        let (key, value) = match option.split_once('=') {
+            Some((key, value)) => (key, Some(value)),
+            None => (option, None),
+        };
+        let slot = match key {
+            "vary" => {
+                if value.is_some() {
+                    return Err(format!("option vary takes no value (got {option:?})"));
+                }
+                if faults.vary {
+                    return Err("option vary is given twice".to_owned());
+                }
+                faults.vary = true;
+                continue;
+            }
+            "fail_after" => &mut faults.fail_after,
+            "error_every" => &mut faults.error_every,
+            "stall_after" => &mut stall_after,
+            "stall_ms" => &mut stall_ms,
+            "" => return Err(format!("empty option (a stray '?' or '&'); {OPTIONS}")),
+            _ => return Err(format!("unknown option {key:?}; {OPTIONS}")),
+        };
+        let Some(value) = value else {
+            return Err(format!("option {key} needs a value: {key}=N"));
+        };
+        if !is_digits(value) {
+            return Err(format!(
+                "option {key}={value} needs a whole number, like {key}=10"
+            ));
+        }
+        let n: u64 = value
+            .parse()
+            .map_err(|_| format!("option {key}={value} is too large"))?;
+        if slot.replace(n).is_some() {
+            return Err(format!("option {key} is given twice"));
+        }
+    }
+    faults.stall = match (stall_after, stall_ms) {
+        (Some(after), Some(ms)) => Some(Stall {
+            after,
+            duration: Duration::from_millis(ms),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(
+                "stall_after and stall_ms go together: stall_after=N&stall_ms=M".to_owned(),
+            );
+        }
+    };
+    Ok(faults)
+}
+
+fn check_size(width: u32, height: u32) -> Result<(), String> {
+    for (what, value, max) in [("width", width, MAX_WIDTH), ("height", height, MAX_HEIGHT)] {
+        if value == 0 || value % 2 != 0 || value > max {
+            return Err(format!(
+                "{what} must be even and from 2 to {max} (got {value}); \
+                 the largest frame is {MAX_WIDTH}x{MAX_HEIGHT}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_fps(fps: f64) -> Result<(), String> {
+    if fps.is_finite() && (0.0..=MAX_FPS).contains(&fps) {
+        Ok(())
+    } else {
+        Err(format!(
+            "fps must be from 0 to {MAX_FPS} (got {fps}); 0 means as fast as frames are asked for"
+        ))
+    }
+}
+
+fn check_faults(faults: &Faults) -> Result<(), String> {
+    if faults.error_every == Some(0) {
+        return Err("error_every must be at least 1 (1 fails every frame)".to_owned());
+    }
+    if let Some(stall) = faults.stall {
+        let whole_ms = stall.duration.subsec_nanos() % 1_000_000 == 0;
+        let ms = stall.duration.as_millis();
+        if !whole_ms || ms == 0 || ms > u128::from(MAX_STALL_MS) {
+            return Err(format!(
+                "stall_ms must be a whole number of milliseconds from 1 to {MAX_STALL_MS} \
+                 (got {:?})",
+                stall.duration
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `-0.0` would print as `-0`, which does not parse back.
+fn normalise_zero(fps: f64) -> f64 {
+    if fps == 0.0 { 0.0 } else { fps }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn parse_ok(spec: &str) -> SimConfig {
+        spec.parse()
+            .unwrap_or_else(|e| panic!("{spec:?} should parse: {e}"))
+    }
+
+    fn reason(spec: &str) -> String {
+        match spec.parse::<SimConfig>() {
+            Ok(config) => panic!("{spec:?} should not parse, got {config}"),
+            Err(CameraError::Spec { spec: s, reason }) => {
+                assert_eq!(s, spec, "the error names the spec as given");
+                reason
+            }
+            Err(other) => panic!("{spec:?}: expected a Spec error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn full_spec() {
+        let config = parse_ok("sim:1280x720@25");
+        assert_eq!((config.width(), config.height()), (1280, 720));
+        assert_eq!(config.fps(), 25.0);
+        assert_eq!(config.faults(), &Faults::default());
+        assert_eq!(config.to_string(), "sim:1280x720@25");
+    }
+
+    #[test]
+    fn shorthands() {
+        assert_eq!(parse_ok("sim"), SimConfig::default());
+        assert_eq!(parse_ok("sim").to_string(), "sim:640x480@30");
+        assert_eq!(parse_ok("sim:320x240").to_string(), "sim:320x240@30");
+        assert_eq!(parse_ok("sim?vary").to_string(), "sim:640x480@30?vary");
+        assert_eq!(
+            parse_ok("sim:320x240?vary").to_string(),
+            "sim:320x240@30?vary"
+        );
+    }
+
+    #[test]
+    fn fractional_and_zero_fps() {
+        assert_eq!(parse_ok("sim:640x480@7.5").fps(), 7.5);
+        assert_eq!(parse_ok("sim:640x480@0").fps(), 0.0);
+        assert_eq!(parse_ok("sim:640x480@0.0").to_string(), "sim:640x480@0");
+        assert_eq!(parse_ok("sim:640x480@30.000").to_string(), "sim:640x480@30");
+        assert_eq!(parse_ok("sim:640x480@1000").fps(), 1000.0);
+    }
+
+    #[test]
+    fn options_are_parsed_and_printed_in_canonical_order() {
+        let config =
+            parse_ok("sim:640x480@30?vary&stall_ms=250&error_every=7&stall_after=3&fail_after=100");
+        assert_eq!(
+            config.faults(),
+            &Faults {
+                fail_after: Some(100),
+                error_every: Some(7),
+                stall: Some(Stall {
+                    after: 3,
+                    duration: Duration::from_millis(250),
+                }),
+                vary: true,
+            }
+        );
+        assert_eq!(
+            config.to_string(),
+            "sim:640x480@30?fail_after=100&error_every=7&stall_after=3&stall_ms=250&vary"
+        );
+        assert_eq!(
+            parse_ok("sim:2x2@30?fail_after=0").faults().fail_after,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn sizes_at_the_limits() {
+        assert_eq!(parse_ok("sim:7680x4320").width(), 7680);
+        assert_eq!(parse_ok("sim:2x2").height(), 2);
+    }
+
+    #[test]
+    fn invalid_specs_say_what_is_allowed() {
+        let cases = [
+            (
+                "",
+                "not a sim camera spec; expected sim[:WIDTHxHEIGHT[@FPS]]",
+            ),
+            ("opencv:0", "not a sim camera spec; expected sim["),
+            ("SIM", "not a sim camera spec"),
+            ("sim:", "size \"\" is not WIDTHxHEIGHT"),
+            ("sim:640", "size \"640\" is not WIDTHxHEIGHT"),
+            ("sim:640*480", "is not WIDTHxHEIGHT"),
+            ("sim:x480", "width \"\" is not a whole number"),
+            ("sim:640x", "height \"\" is not a whole number"),
+            ("sim:-640x480", "width \"-640\" is not a whole number"),
+            ("sim: 640x480", "width \" 640\" is not a whole number"),
+            ("sim:0x480", "width must be even and from 2 to 7680 (got 0)"),
+            (
+                "sim:641x480",
+                "width must be even and from 2 to 7680 (got 641)",
+            ),
+            (
+                "sim:640x481",
+                "height must be even and from 2 to 4320 (got 481)",
+            ),
+            (
+                "sim:7682x480",
+                "width must be even and from 2 to 7680 (got 7682)",
+            ),
+            (
+                "sim:640x4322",
+                "height must be even and from 2 to 4320 (got 4322)",
+            ),
+            ("sim:99999999999x480", "width 99999999999 is too large"),
+            ("sim:640x480@", "fps \"\" is not a number like 30 or 7.5"),
+            ("sim:640x480@-1", "fps \"-1\" is not a number"),
+            ("sim:640x480@inf", "fps \"inf\" is not a number"),
+            ("sim:640x480@NaN", "fps \"NaN\" is not a number"),
+            ("sim:640x480@1e3", "fps \"1e3\" is not a number"),
+            ("sim:640x480@.5", "fps \".5\" is not a number"),
+            ("sim:640x480@1001", "fps must be from 0 to 1000 (got 1001)"),
+            ("sim:640x480@30?", "empty option"),
+            ("sim:640x480@30?vary&", "empty option"),
+            (
+                "sim:640x480@30?bogus=1",
+                "unknown option \"bogus\"; allowed options are fail_after=N",
+            ),
+            ("sim:640x480@30?Vary", "unknown option \"Vary\""),
+            ("sim:640x480@30?vary=1", "option vary takes no value"),
+            ("sim:640x480@30?vary&vary", "option vary is given twice"),
+            (
+                "sim:640x480@30?fail_after",
+                "option fail_after needs a value: fail_after=N",
+            ),
+            (
+                "sim:640x480@30?fail_after=",
+                "option fail_after= needs a whole number",
+            ),
+            (
+                "sim:640x480@30?fail_after=-1",
+                "needs a whole number, like fail_after=10",
+            ),
+            (
+                "sim:640x480@30?fail_after=1&fail_after=2",
+                "option fail_after is given twice",
+            ),
+            (
+                "sim:640x480@30?error_every=0",
+                "error_every must be at least 1",
+            ),
+            (
+                "sim:640x480@30?error_every=99999999999999999999",
+                "is too large",
+            ),
+            (
+                "sim:640x480@30?stall_after=5",
+                "stall_after and stall_ms go together",
+            ),
+            (
+                "sim:640x480@30?stall_ms=5",
+                "stall_after and stall_ms go together",
+            ),
+            (
+                "sim:640x480@30?stall_after=5&stall_ms=0",
+                "stall_ms must be a whole number of milliseconds from 1 to 600000",
+            ),
+            (
+                "sim:640x480@30?stall_after=5&stall_ms=600001",
+                "from 1 to 600000",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let reason = reason(spec);
+            assert!(
+                reason.contains(expected),
+                "{spec:?}: reason {reason:?} should contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_display_names_the_spec() {
+        let err = "sim:641x480".parse::<SimConfig>().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid camera \"sim:641x480\": width must be even and from 2 to 7680 (got 641); \
+             the largest frame is 7680x4320"
+        );
+    }
+
+    #[test]
+    fn constructors_validate() {
+        assert_eq!(
+            SimConfig::new(640, 480, 30.0).unwrap(),
+            SimConfig::default()
+        );
+        assert_eq!(
+            SimConfig::new(640, 480, -0.0).unwrap().to_string(),
+            "sim:640x480@0"
+        );
+        for (w, h, fps) in [
+            (0, 480, 30.0),
+            (639, 480, 30.0),
+            (640, 480, f64::NAN),
+            (640, 480, -1.0),
+        ] {
+            assert!(
+                matches!(SimConfig::new(w, h, fps), Err(CameraError::Spec { .. })),
+                "{w}x{h}@{fps} should be rejected"
+            );
+        }
+        let bad_stall = Faults {
+            stall: Some(Stall {
+                after: 1,
+                duration: Duration::from_micros(1500),
+            }),
+            ..Faults::default()
+        };
+        let err = SimConfig::default().with_faults(bad_stall).unwrap_err();
+        assert!(
+            err.to_string().contains("whole number of milliseconds"),
+            "{err}"
+        );
+        let bad_every = Faults {
+            error_every: Some(0),
+            ..Faults::default()
+        };
+        assert!(SimConfig::default().with_faults(bad_every).is_err());
+    }
+
+    fn any_config() -> impl Strategy<Value = SimConfig> {
+        (
+            1..=MAX_WIDTH / 2,
+            1..=MAX_HEIGHT / 2,
+            prop_oneof![Just(0.0), 0.0..=MAX_FPS, (0u32..=1000).prop_map(f64::from)],
+            proptest::option::of(any::<u64>()),
+            proptest::option::of(1..=u64::MAX),
+            proptest::option::of((any::<u64>(), 1..=MAX_STALL_MS)),
+            any::<bool>(),
+        )
+            .prop_map(|(w, h, fps, fail_after, error_every, stall, vary)| {
+                let faults = Faults {
+                    fail_after,
+                    error_every,
+                    stall: stall.map(|(after, ms)| Stall {
+                        after,
+                        duration: Duration::from_millis(ms),
+                    }),
+                    vary,
+                };
+                SimConfig::new(w * 2, h * 2, fps)
+                    .unwrap()
+                    .with_faults(faults)
+                    .unwrap()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn display_round_trips(config in any_config()) {
+            let text = config.to_string();
+            let parsed: SimConfig = text.parse().unwrap();
+            prop_assert_eq!(parsed, config);
+        }
+
+        #[test]
+        fn parsing_never_panics(spec in "sim(:[0-9x@.]{0,12})?(\\?[a-z_=0-9&]{0,30})?") {
+            let _ = spec.parse::<SimConfig>();
+        }
+    }
+}

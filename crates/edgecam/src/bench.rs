@@ -1,0 +1,327 @@
+//! `edgecam bench`: the figures behind the README's performance table. It runs real `edgecam
+//! serve` child processes on the synthetic camera over loopback and measures them from outside
+//! (CPU time and peak memory from /proc), with clients in this process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use edgecam::client::{Client, ClientConfig, percentile};
+use edgecam::clock::SystemClock;
+use edgecam::encode::{Encoder, EncoderKind};
+use edgecam_core::time::Clock;
+use tokio::io::AsyncWriteExt;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Frame sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "640x480,1280x720")]
+    sizes: Vec<String>,
+    /// Seconds each streaming measurement runs.
+    #[arg(long, default_value_t = 4.0)]
+    seconds: f64,
+    /// Single shots for the round-trip latency figure.
+    #[arg(long, default_value_t = 100)]
+    shots: usize,
+    /// JPEG quality.
+    #[arg(long, default_value_t = 80)]
+    quality: u8,
+    /// JPEG encoder.
+    #[arg(long, value_enum, default_value_t = EncoderKind::default())]
+    encoder: EncoderKind,
+}
+
+/// Linux's USER_HZ, the unit of utime/stime in /proc/PID/stat.
+const TICKS_PER_SECOND: f64 = 100.0;
+const CAMERA_FPS: f64 = 30.0;
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    if !cfg!(target_os = "linux") {
+        bail!("the benchmark reads /proc and runs on Linux only");
+    }
+    println!(
+        "edgecam bench: encoder {:?}, quality {}, {} s per streaming figure, {} cores",
+        args.encoder,
+        args.quality,
+        args.seconds,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    for size in &args.sizes {
+        bench_size(&args, size).await?;
+    }
+    Ok(())
+}
+
+async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
+    println!("\n== {size}");
+    let window = Duration::from_secs_f64(args.seconds);
+    let (generate_ms, encode_ms) = encode_cost(args, size).await?;
+    println!(
+        "JPEG encode alone                      {encode_ms:8.3} ms/frame (test pattern generation {generate_ms:.3} ms/frame)"
+    );
+
+    // Throughput: a camera that delivers as fast as it is asked.
+    let server = ServerProcess::start(args, &format!("sim:{size}@0"))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = server.cpu_seconds()?;
+    tokio::time::sleep(window).await;
+    let idle_pct = (server.cpu_seconds()? - idle) / window.as_secs_f64() * 100.0;
+    let one = stream_clients(&server, 1, window).await?;
+    let sixteen = stream_clients(&server, 16, window).await?;
+    let rss_fast = server.peak_rss_kib()?;
+    drop(server);
+
+    // Latency: a camera paced at 30 fps.
+    let server = ServerProcess::start(args, &format!("sim:{size}@{CAMERA_FPS}"))?;
+    let shots = single_shots(&server, args.shots).await?;
+    let (capture_latency, received) = latency_with_stalled_client(&server, window).await?;
+    let rss = server.peak_rss_kib()?.max(rss_fast);
+    drop(server);
+
+    let ms = |us: u64| us as f64 / 1000.0;
+    println!(
+        "server CPU per delivered frame, 1 client   {:8.3} ms  ({:.2}x encode; target <= 1.15x)",
+        one.cpu_per_delivered_ms,
+        one.cpu_per_delivered_ms / encode_ms
+    );
+    println!(
+        "server CPU per captured frame, 16 clients  {:8.3} ms  ({:.2}x the 1-client figure; target <= 1.5x); {:.3} ms per delivered frame, {:.0} frames/s delivered",
+        sixteen.cpu_per_captured_ms,
+        sixteen.cpu_per_captured_ms / one.cpu_per_captured_ms,
+        sixteen.cpu_per_delivered_ms,
+        sixteen.delivered as f64 / window.as_secs_f64()
+    );
+    let target = 1000.0 / CAMERA_FPS + encode_ms + 1.0;
+    println!(
+        "single-shot round trip                 p50 {:6.2} ms  p99 {:6.2} ms  (target p50 <= {target:.1} ms)",
+        ms(shots.0),
+        ms(shots.1)
+    );
+    println!(
+        "capture-to-receive, 1 stalled client   p50 {:6.2} ms  p99 {:6.2} ms  ({received} frames in {:.0} s at {CAMERA_FPS} fps)",
+        ms(capture_latency.0),
+        ms(capture_latency.1),
+        args.seconds
+    );
+    println!(
+        "server peak RSS                        {:8.1} MiB",
+        rss as f64 / 1024.0
+    );
+    println!("idle CPU, no clients                   {idle_pct:8.2} % of a core (target < 1 %)");
+    Ok(())
+}
+
+/// Milliseconds of this thread's CPU time spent generating and encoding test frames.
+async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock)?;
+    camera.open().await?;
+    let encoder = Encoder {
+        kind: args.encoder,
+        quality: args.quality,
+    };
+    let frames = 100;
+    let (mut generate, mut encode) = (0.0, 0.0);
+    for _ in 0..frames {
+        let t0 = thread_cpu_seconds()?;
+        let captured = camera.next_frame().await?;
+        let t1 = thread_cpu_seconds()?;
+        std::hint::black_box(encoder.encode(captured)?);
+        let t2 = thread_cpu_seconds()?;
+        generate += t1 - t0;
+        encode += t2 - t1;
+    }
+    camera.close().await?;
+    Ok((
+        generate * 1000.0 / frames as f64,
+        encode * 1000.0 / frames as f64,
+    ))
+}
+
+/// This thread's CPU time, from the scheduler's nanosecond count.
+fn thread_cpu_seconds() -> Result<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
+        .context("reading /proc/thread-self/schedstat")?;
+    let ns: u64 = text
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .context("unexpected /proc/thread-self/schedstat")?;
+    Ok(ns as f64 / 1e9)
+}
+
+/// An `edgecam serve` child process on a free loopback port.
+struct ServerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl ServerProcess {
+    fn start(args: &BenchArgs, camera: &str) -> Result<Self> {
+        let exe = std::env::current_exe().context("finding the edgecam executable")?;
+        let mut child = Command::new(exe)
+            .args(["serve", "--bind", "127.0.0.1:0", "--stats-interval", "0"])
+            .args(["--camera", camera, "--quality", &args.quality.to_string()])
+            .args(["--send-timeout", "2"])
+            .arg("--encoder")
+            .arg(
+                clap::ValueEnum::to_possible_value(&args.encoder)
+                    .map_or_else(|| "rust".to_owned(), |v| v.get_name().to_owned()),
+            )
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting edgecam serve")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("no stdout from edgecam serve")?;
+        let mut first = String::new();
+        BufReader::new(stdout).read_line(&mut first)?;
+        let addr = first
+            .trim()
+            .rsplit(" on ")
+            .next()
+            .filter(|a| a.contains(':'))
+            .with_context(|| format!("edgecam serve printed {first:?}, not its address"))?
+            .to_owned();
+        Ok(ServerProcess { child, addr })
+    }
+
+    fn proc_file(&self, name: &str) -> Result<String> {
+        let path = format!("/proc/{}/{name}", self.child.id());
+        std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
+    }
+
+    /// User plus system CPU time of the whole process, exited threads included.
+    fn cpu_seconds(&self) -> Result<f64> {
+        let stat = self.proc_file("stat")?;
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        match (ticks(11), ticks(12)) {
+            (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SECOND),
+            _ => bail!("unexpected /proc/PID/stat: {stat}"),
+        }
+    }
+
+    fn peak_rss_kib(&self) -> Result<u64> {
+        let status = self.proc_file("status")?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Throughput {
+    delivered: u64,
+    cpu_per_delivered_ms: f64,
+    cpu_per_captured_ms: f64,
+}
+
+/// `n` clients stream for `window`; server CPU per delivered and per captured frame.
+async fn stream_clients(server: &ServerProcess, n: usize, window: Duration) -> Result<Throughput> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = Client::connect(&server.addr, ClientConfig::default()).await?;
+        c.start_stream().await?;
+        // Warm up: the stream is flowing before the measurement starts.
+        c.next_frame().await?;
+        clients.push(c);
+    }
+    let cpu_before = server.cpu_seconds()?;
+    let deadline = Instant::now() + window;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|mut c| {
+            tokio::spawn(async move {
+                let (mut count, mut seqs) = (0u64, (u64::MAX, 0u64));
+                while Instant::now() < deadline {
+                    let frame = c.next_frame().await?;
+                    count += 1;
+                    if let Some(s) = frame.stamp {
+                        seqs = (seqs.0.min(s.seq), seqs.1.max(s.seq));
+                    }
+                }
+                anyhow::Ok((count, seqs, c))
+            })
+        })
+        .collect();
+    let mut delivered = 0;
+    let mut seqs = (u64::MAX, 0);
+    let mut clients = Vec::new();
+    for t in tasks {
+        let (count, (lo, hi), c) = t.await??;
+        delivered += count;
+        seqs = (seqs.0.min(lo), seqs.1.max(hi));
+        clients.push(c);
+    }
+    let cpu = server.cpu_seconds()? - cpu_before;
+    for mut c in clients {
+        c.stop_stream().await?;
+    }
+    let captured = (seqs.1 + 1).saturating_sub(seqs.0).max(1);
+    Ok(Throughput {
+        delivered,
+        cpu_per_delivered_ms: cpu * 1000.0 / delivered.max(1) as f64,
+        cpu_per_captured_ms: cpu * 1000.0 / captured as f64,
+    })
+}
+
+/// p50 and p99 of single-shot round trips (`0` sent to frame received), in microseconds.
+async fn single_shots(server: &ServerProcess, shots: usize) -> Result<(u64, u64)> {
+    let mut client = Client::connect(&server.addr, ClientConfig::default()).await?;
+    let mut times = Vec::with_capacity(shots);
+    for _ in 0..shots {
+        let t = Instant::now();
+        client.snap().await?;
+        times.push(u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX));
+    }
+    times.sort_unstable();
+    Ok((
+        percentile(&times, 50.0).unwrap_or(0),
+        percentile(&times, 99.0).unwrap_or(0),
+    ))
+}
+
+/// Capture-to-receive latency of a streaming client while another client asked for a stream
+/// and never reads it.
+async fn latency_with_stalled_client(
+    server: &ServerProcess,
+    window: Duration,
+) -> Result<((u64, u64), usize)> {
+    let mut stalled = tokio::net::TcpStream::connect(&server.addr).await?;
+    stalled.write_all(b"3").await?;
+    let mut client = Client::connect(&server.addr, ClientConfig::default()).await?;
+    client.start_stream().await?;
+    let deadline = Instant::now() + window;
+    let mut latencies = Vec::new();
+    while Instant::now() < deadline {
+        let frame = client.next_frame().await?;
+        if let Some(stamp) = frame.stamp {
+            latencies.push(frame.received_at.0.saturating_sub(stamp.captured_at.0));
+        }
+    }
+    client.stop_stream().await?;
+    drop(stalled);
+    latencies.sort_unstable();
+    Ok((
+        (
+            percentile(&latencies, 50.0).unwrap_or(0),
+            percentile(&latencies, 99.0).unwrap_or(0),
+        ),
+        latencies.len(),
+    ))
+}

@@ -1,0 +1,321 @@
+//! The client: single shots and streams from an edgecam server or a legacy Python server.
+//!
+//! Against a legacy server (`legacy: true`) the client never lets two commands share a TCP
+//! segment (the old server compares whole `recv` chunks with one command), and never sends `2`
+//! (which stops the old server for everyone). In both modes, frames still in flight after `q`
+//! are drained, so the next single shot is not answered by a stale streamed frame.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgecam_core::codec::{Command, FrameDecoder};
+use edgecam_core::jpeg::{self, Stamp};
+use edgecam_core::time::Timestamp;
+use edgecam_core::transport::TransportError;
+use edgecam_transport_tcp::FrameStream;
+use thiserror::Error;
+use tokio::time::Instant;
+
+use crate::clock::wall_now;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    /// Talk to a legacy Python server: one command per TCP segment.
+    pub legacy: bool,
+    pub connect_timeout: Duration,
+    /// How long to wait for a frame before giving up.
+    pub frame_timeout: Duration,
+    /// The largest frame length accepted from the server.
+    pub max_frame_len: u32,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            legacy: false,
+            connect_timeout: Duration::from_secs(5),
+            frame_timeout: Duration::from_secs(5),
+            max_frame_len: edgecam_core::codec::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// Pause between commands in legacy mode, so the old server reads each in its own `recv`.
+const LEGACY_COMMAND_GAP: Duration = Duration::from_millis(50);
+/// Bounds on how long the stream must stay quiet after `q` before it counts as drained.
+const DRAIN_QUIET_MIN: Duration = Duration::from_millis(250);
+const DRAIN_QUIET_MAX: Duration = Duration::from_secs(2);
+/// A server that keeps sending after `q` for this long is not going to stop.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("{peer} closed the connection")]
+    Closed { peer: String },
+    #[error("{peer} kept sending frames for {seconds} s after being told to stop")]
+    DoesNotStop { peer: String, seconds: u64 },
+}
+
+/// One frame as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    pub jpeg: Bytes,
+    /// The sequence number and capture time edgecam stamps into its frames; `None` from a
+    /// legacy server.
+    pub stamp: Option<Stamp>,
+    pub received_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct Client {
+    stream: FrameStream,
+    config: ClientConfig,
+    last_command: Option<Instant>,
+    last_frame: Option<Instant>,
+    /// Smoothed time between streamed frames, to size the drain after `q`.
+    frame_interval: Option<Duration>,
+    invalid_frames: u64,
+}
+
+impl Client {
+    pub async fn connect(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        let stream = FrameStream::connect(
+            addr,
+            config.connect_timeout,
+            FrameDecoder::new(config.max_frame_len),
+        )
+        .await?;
+        Ok(Client {
+            stream,
+            config,
+            last_command: None,
+            last_frame: None,
+            frame_interval: None,
+            invalid_frames: 0,
+        })
+    }
+
+    pub fn peer(&self) -> &str {
+        self.stream.peer()
+    }
+
+    /// Payloads that were not JPEG images and were skipped.
+    pub fn invalid_frames(&self) -> u64 {
+        self.invalid_frames
+    }
+
+    pub async fn send(&mut self, cmd: Command) -> Result<(), ClientError> {
+        if self.config.legacy
+            && let Some(last) = self.last_command
+        {
+            tokio::time::sleep_until(last + LEGACY_COMMAND_GAP).await;
+        }
+        self.stream.send(&[cmd.byte()]).await?;
+        self.last_command = Some(Instant::now());
+        Ok(())
+    }
+
+    /// One single shot: `0`, the frame, then `1`.
+    pub async fn snap(&mut self) -> Result<Received, ClientError> {
+        self.send(Command::Single).await?;
+        let frame = self.next_frame().await?;
+        self.send(Command::Confirm).await?;
+        Ok(frame)
+    }
+
+    pub async fn start_stream(&mut self) -> Result<(), ClientError> {
+        self.frame_interval = None;
+        self.last_frame = None;
+        self.send(Command::Stream).await
+    }
+
+    /// Sends `q` and reads away the frames still in flight; returns how many there were.
+    pub async fn stop_stream(&mut self) -> Result<u64, ClientError> {
+        self.send(Command::Stop).await?;
+        let quiet = self
+            .frame_interval
+            .map_or(DRAIN_QUIET_MIN, |i| i * 2)
+            .clamp(DRAIN_QUIET_MIN, DRAIN_QUIET_MAX);
+        let started = Instant::now();
+        let mut drained = 0;
+        loop {
+            match self.stream.next_frame_within(quiet).await {
+                Ok(Some(_)) => drained += 1,
+                Ok(None) => {
+                    return Err(ClientError::Closed {
+                        peer: self.peer().to_owned(),
+                    });
+                }
+                Err(TransportError::Timeout { .. }) => return Ok(drained),
+                Err(e) => return Err(e.into()),
+            }
+            if started.elapsed() > DRAIN_LIMIT {
+                return Err(ClientError::DoesNotStop {
+                    peer: self.peer().to_owned(),
+                    seconds: DRAIN_LIMIT.as_secs(),
+                });
+            }
+        }
+    }
+
+    /// The next JPEG frame within the frame timeout; payloads that are not JPEG are counted
+    /// and skipped.
+    pub async fn next_frame(&mut self) -> Result<Received, ClientError> {
+        loop {
+            let Some(jpeg) = self
+                .stream
+                .next_frame_within(self.config.frame_timeout)
+                .await?
+            else {
+                return Err(ClientError::Closed {
+                    peer: self.peer().to_owned(),
+                });
+            };
+            let received_at = wall_now();
+            if !jpeg::is_jpeg(&jpeg) {
+                self.invalid_frames += 1;
+                tracing::warn!(peer = %self.peer(), len = jpeg.len(), "skipped a frame that is not a JPEG image");
+                continue;
+            }
+            let now = Instant::now();
+            if let Some(last) = self.last_frame {
+                let gap = now - last;
+                self.frame_interval = Some(self.frame_interval.map_or(gap, |i| (i * 7 + gap) / 8));
+            }
+            self.last_frame = Some(now);
+            return Ok(Received {
+                stamp: Stamp::find(&jpeg),
+                jpeg,
+                received_at,
+            });
+        }
+    }
+}
+
+/// Running figures over a stream of received frames.
+#[derive(Debug, Clone, Default)]
+pub struct StreamStats {
+    pub frames: u64,
+    pub bytes: u64,
+    /// Frames the server skipped for this client, from gaps in the stamped sequence numbers.
+    pub skipped: u64,
+    first_at: Option<Timestamp>,
+    last_at: Option<Timestamp>,
+    last_seq: Option<u64>,
+    /// Capture-to-receive latencies in microseconds, from stamped frames.
+    latencies: Vec<u64>,
+}
+
+/// What [`StreamStats`] says at the end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSummary {
+    pub frames: u64,
+    pub seconds: f64,
+    pub fps: f64,
+    pub megabytes: f64,
+    pub skipped: u64,
+    /// p50 and p99 capture-to-receive latency in milliseconds, when frames carry stamps.
+    pub latency_ms: Option<(f64, f64)>,
+}
+
+impl StreamStats {
+    pub fn record(&mut self, frame: &Received) {
+        self.frames += 1;
+        self.bytes += frame.jpeg.len() as u64;
+        self.first_at.get_or_insert(frame.received_at);
+        self.last_at = Some(frame.received_at);
+        if let Some(stamp) = frame.stamp {
+            if let Some(last) = self.last_seq
+                && stamp.seq > last
+            {
+                self.skipped += stamp.seq - last - 1;
+            }
+            self.last_seq = Some(stamp.seq);
+            self.latencies
+                .push(frame.received_at.0.saturating_sub(stamp.captured_at.0));
+        }
+    }
+
+    pub fn summary(&self) -> StreamSummary {
+        let seconds = match (self.first_at, self.last_at) {
+            (Some(first), Some(last)) => last.since(first).as_secs_f64(),
+            _ => 0.0,
+        };
+        let fps = if seconds > 0.0 {
+            (self.frames - 1) as f64 / seconds
+        } else {
+            0.0
+        };
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let ms = |p| percentile(&sorted, p).map(|us| us as f64 / 1000.0);
+        StreamSummary {
+            frames: self.frames,
+            seconds,
+            fps,
+            megabytes: self.bytes as f64 / 1e6,
+            skipped: self.skipped,
+            latency_ms: ms(50.0).zip(ms(99.0)),
+        }
+    }
+}
+
+/// The `p`th percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.clamp(1, sorted.len()) - 1).copied()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn received(seq: Option<u64>, captured: u64, at: u64) -> Received {
+        Received {
+            jpeg: Bytes::from_static(b"\xFF\xD8..\xFF\xD9"),
+            stamp: seq.map(|seq| Stamp {
+                seq,
+                captured_at: Timestamp(captured),
+            }),
+            received_at: Timestamp(at),
+        }
+    }
+
+    #[test]
+    fn stream_stats_count_skips_rate_and_latency() {
+        let mut stats = StreamStats::default();
+        stats.record(&received(Some(1), 0, 1_000));
+        stats.record(&received(Some(2), 100_000, 102_000));
+        stats.record(&received(Some(5), 200_000, 201_000));
+        let s = stats.summary();
+        assert_eq!(s.frames, 3);
+        assert_eq!(s.skipped, 2);
+        assert!((s.seconds - 0.2).abs() < 1e-9);
+        assert!((s.fps - 10.0).abs() < 1e-9);
+        assert_eq!(s.latency_ms, Some((1.0, 2.0)));
+    }
+
+    #[test]
+    fn legacy_frames_have_no_latency() {
+        let mut stats = StreamStats::default();
+        stats.record(&received(None, 0, 1_000));
+        assert_eq!(stats.summary().latency_ms, None);
+        assert_eq!(stats.summary().fps, 0.0);
+    }
+
+    #[test]
+    fn percentile_is_nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&v, 50.0), Some(50));
+        assert_eq!(percentile(&v, 99.0), Some(99));
+        assert_eq!(percentile(&v, 100.0), Some(100));
+        assert_eq!(percentile(&[7], 99.0), Some(7));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+}
