@@ -75,27 +75,27 @@ pub fn parse_commands(bytes: &[u8]) -> impl Iterator<Item = Input> + '_ {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum CodecError {
-    #[error(
-        "the server announced a frame of {len} bytes, over the {max}-byte limit{}; \
-         the stream cannot be trusted past this point (raise --max-frame-size if the frames really are this large)",
-        text_hint(*len)
-    )]
+    #[error("the server announced a frame of {len} bytes, over the {max}-byte limit; {}", advice(*len))]
     FrameTooLarge { len: u32, max: u32 },
     #[error("a frame of {len} bytes does not fit the 4-byte length prefix (at most 4 GiB - 1)")]
     FrameTooLong { len: usize },
 }
 
-/// When a length prefix is printable ASCII, the peer most likely wrote text into the frame
-/// stream (the legacy server answers unknown commands with `Unknown command`).
-fn text_hint(len: u32) -> String {
+/// What to make of an over-long length. When its bytes are printable ASCII, the peer most
+/// likely wrote text into the frame stream: the legacy server answers a command it did not
+/// understand (two commands in one segment, say) with `Unknown command`.
+fn advice(len: u32) -> String {
     let bytes = len.to_be_bytes();
     if bytes.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         format!(
-            " (its length bytes read as the text {:?}: the server wrote text, not a frame)",
+            "its length bytes read as the text {:?}: the server wrote text, not a frame \
+             (a legacy server does that for commands it did not understand; try --legacy)",
             String::from_utf8_lossy(&bytes)
         )
     } else {
-        String::new()
+        "the stream cannot be trusted past this point \
+         (raise --max-frame-size if the frames really are this large)"
+            .to_owned()
     }
 }
 
@@ -148,6 +148,7 @@ impl FrameDecoder {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;

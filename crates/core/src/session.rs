@@ -107,7 +107,9 @@ pub struct Session {
     config: SessionConfig,
     state: State,
     started: Timestamp,
-    last_command: Option<Timestamp>,
+    /// The last command, or the single frame sent since: what the idle timeout counts from.
+    /// `None` until the first command.
+    last_activity: Option<Timestamp>,
     unknown_run: u32,
     /// Sequence number of the last frame sent while streaming, for counting skips.
     last_streamed: Option<u64>,
@@ -121,7 +123,7 @@ impl Session {
             config,
             state: State::Idle,
             started: now,
-            last_command: None,
+            last_activity: None,
             unknown_run: 0,
             last_streamed: None,
             stats: SessionStats::default(),
@@ -176,7 +178,7 @@ impl Session {
         }
         self.stats.commands += 1;
         self.unknown_run = 0;
-        self.last_command = Some(now);
+        self.last_activity = Some(now);
         let next = match (self.state, cmd) {
             (State::Closed(_), _) => return,
             (_, Command::Shutdown) => {
@@ -222,11 +224,13 @@ impl Session {
         self.set_state(next);
     }
 
-    /// Offers a freshly captured frame. `true` means it must be sent now; the session has
-    /// already moved on as if it had been.
-    pub fn handle_frame(&mut self, frame: &Frame) -> bool {
+    /// Offers a freshly captured frame at `now`. `true` means it must be sent now; the session
+    /// has already moved on as if it had been. The client's time to confirm a single frame
+    /// counts from here, not from its request.
+    pub fn handle_frame(&mut self, frame: &Frame, now: Timestamp) -> bool {
         match self.state {
             State::Requested { since, pending } if frame.captured_at >= since => {
+                self.last_activity = Some(now);
                 self.set_state(State::AwaitingConfirm { pending });
             }
             State::Streaming { since } if frame.captured_at >= since => {
@@ -252,7 +256,7 @@ impl Session {
 
     /// When [`Session::handle_timeout`] should next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        match (self.last_command, self.state) {
+        match (self.last_activity, self.state) {
             (_, State::Closed(_)) => None,
             (None, _) => self.config.handshake_timeout.map(|t| self.started + t),
             (Some(last), State::Idle | State::AwaitingConfirm { .. }) => {
@@ -264,7 +268,7 @@ impl Session {
 
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if self.poll_timeout().is_some_and(|deadline| deadline <= now) {
-            let reason = if self.last_command.is_none() {
+            let reason = if self.last_activity.is_none() {
                 CloseReason::HandshakeTimeout
             } else {
                 CloseReason::IdleTimeout

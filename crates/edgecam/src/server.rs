@@ -223,7 +223,7 @@ async fn run_session<R: CommandSource, W: FrameSink>(
                 let frame = frames.borrow_and_update().clone();
                 match (changed, frame) {
                     (Err(_), _) => session.close(CloseReason::ServerStopping),
-                    (Ok(()), Some(frame)) if session.handle_frame(&frame) => {
+                    (Ok(()), Some(frame)) if session.handle_frame(&frame, clock.now()) => {
                         let skipped = session.stats().frames_skipped;
                         counters.skipped.store(skipped, Ordering::Relaxed);
                         if send(&shared, &peer, &mut writer, &frame).await {

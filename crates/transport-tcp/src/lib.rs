@@ -189,13 +189,13 @@ impl FrameStream {
     /// Cancel-safe: bytes read before the future is dropped stay buffered.
     pub async fn next_frame(&mut self) -> Result<Option<Bytes>, TransportError> {
         loop {
-            let decoded = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(|source| TransportError::Protocol {
-                    peer: self.peer.clone(),
-                    source,
-                })?;
+            let decoded =
+                self.decoder
+                    .decode(&mut self.buf)
+                    .map_err(|source| TransportError::Protocol {
+                        peer: self.peer.clone(),
+                        source,
+                    })?;
             if let Some(frame) = decoded {
                 return Ok(Some(frame));
             }
