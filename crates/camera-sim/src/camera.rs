@@ -151,7 +151,9 @@ impl Camera for SimCamera {
             due = due + stall;
         }
 
-        self.clock.sleep_until(due).await;
+        if due > now {
+            self.clock.sleep_until(due).await;
+        }
         // Nothing changes before this point, so dropping the future while it sleeps is harmless.
         let captured_at = self.clock.now();
         self.seq = seq;

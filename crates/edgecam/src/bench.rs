@@ -3,7 +3,7 @@
 //! (CPU time and peak memory from /proc), with clients in this process.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -140,22 +140,31 @@ async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
     ))
 }
 
-/// This thread's CPU time, from the scheduler's nanosecond count.
+/// This thread's CPU time so far. (The scheduler's counters in /proc only advance at
+/// context switches and ticks, too coarsely for one frame.)
+#[allow(unsafe_code)]
 fn thread_cpu_seconds() -> Result<f64> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat")
-        .context("reading /proc/thread-self/schedstat")?;
-    let ns: u64 = text
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .context("unexpected /proc/thread-self/schedstat")?;
-    Ok(ns as f64 / 1e9)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        bail!(
+            "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
 }
 
 /// An `edgecam serve` child process on a free loopback port.
 struct ServerProcess {
     child: Child,
     addr: String,
+    /// Kept open: the server may still write to its stdout.
+    _stdout: BufReader<ChildStdout>,
 }
 
 impl ServerProcess {
@@ -170,7 +179,10 @@ impl ServerProcess {
                 clap::ValueEnum::to_possible_value(&args.encoder)
                     .map_or_else(|| "rust".to_owned(), |v| v.get_name().to_owned()),
             )
-            .env("RUST_LOG", "error")
+            .env(
+                "RUST_LOG",
+                std::env::var("EDGECAM_BENCH_SERVER_LOG").unwrap_or_else(|_| "error".to_owned()),
+            )
             .stdout(Stdio::piped())
             .spawn()
             .context("starting edgecam serve")?;
@@ -178,8 +190,9 @@ impl ServerProcess {
             .stdout
             .take()
             .context("no stdout from edgecam serve")?;
+        let mut stdout = BufReader::new(stdout);
         let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first)?;
+        stdout.read_line(&mut first)?;
         let addr = first
             .trim()
             .rsplit(" on ")
@@ -187,7 +200,11 @@ impl ServerProcess {
             .filter(|a| a.contains(':'))
             .with_context(|| format!("edgecam serve printed {first:?}, not its address"))?
             .to_owned();
-        Ok(ServerProcess { child, addr })
+        Ok(ServerProcess {
+            child,
+            addr,
+            _stdout: stdout,
+        })
     }
 
     fn proc_file(&self, name: &str) -> Result<String> {
@@ -255,23 +272,20 @@ async fn stream_clients(server: &ServerProcess, n: usize, window: Duration) -> R
                         seqs = (seqs.0.min(s.seq), seqs.1.max(s.seq));
                     }
                 }
-                anyhow::Ok((count, seqs, c))
+                // Dropping the connection ends the session; no need to stop politely.
+                drop(c);
+                anyhow::Ok((count, seqs))
             })
         })
         .collect();
     let mut delivered = 0;
     let mut seqs = (u64::MAX, 0);
-    let mut clients = Vec::new();
     for t in tasks {
-        let (count, (lo, hi), c) = t.await??;
+        let (count, (lo, hi)) = t.await??;
         delivered += count;
         seqs = (seqs.0.min(lo), seqs.1.max(hi));
-        clients.push(c);
     }
     let cpu = server.cpu_seconds()? - cpu_before;
-    for mut c in clients {
-        c.stop_stream().await?;
-    }
     let captured = (seqs.1 + 1).saturating_sub(seqs.0).max(1);
     Ok(Throughput {
         delivered,

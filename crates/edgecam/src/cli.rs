@@ -235,16 +235,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         Some(local) => local,
         None => "THIS-HOST".to_owned(),
     };
-    println!(
-        "edgecam serving {} ({}x{}) on {addr}",
+    // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
+    let _ = write!(
+        std::io::stdout().lock(),
+        "edgecam serving {} ({}x{}) on {addr}\n  one frame:  edgecam snap {host} -o frame.jpg\n  \
+         stream:     edgecam stream {host} --seconds 10\n  stop:       Ctrl-C\n",
         server.camera_name(),
         caps.width,
         caps.height
     );
-    println!("  one frame:  edgecam snap {host} -o frame.jpg");
-    println!("  stream:     edgecam stream {host} --seconds 10");
-    println!("  stop:       Ctrl-C");
-    std::io::stdout().flush()?;
     server.run().await;
     Ok(())
 }
