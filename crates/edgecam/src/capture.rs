@@ -1,6 +1,6 @@
-//! The capture loop: one per camera. It reads the camera only while some session wants a
-//! frame, encodes each frame once, and publishes the newest one; sessions that are behind
-//! simply see the newest frame next.
+//! The capture loop: one per camera, on its own thread. It reads the camera only while some
+//! session wants a frame, encodes each frame once, and publishes the newest one; sessions that
+//! are behind simply see the newest frame next.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use edgecam_core::camera::{Camera, CameraError};
 use edgecam_core::frame::Frame;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::encode::Encoder;
@@ -61,8 +61,25 @@ const REOPEN_BACKOFF_START: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl CaptureLoop {
+    /// Starts the loop on a thread of its own, with its own single-threaded runtime: encoding
+    /// blocks for milliseconds, and a dedicated thread does it without a hand-off per frame and
+    /// without holding up the sessions' runtime. The receiver completes when the loop is done.
+    pub fn spawn(self) -> std::io::Result<oneshot::Receiver<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let (done, finished) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("edgecam-capture".to_owned())
+            .spawn(move || {
+                runtime.block_on(self.run());
+                let _ = done.send(());
+            })?;
+        Ok(finished)
+    }
+
     /// Runs until `stop`, then closes the camera. The camera must already be open.
-    pub async fn run(mut self) {
+    async fn run(mut self) {
         let name = self.camera.name();
         loop {
             let captured = tokio::select! {
@@ -76,13 +93,11 @@ impl CaptureLoop {
             match captured {
                 Ok(captured) => {
                     self.counters.captured.fetch_add(1, Ordering::Relaxed);
-                    let encoder = self.encoder;
-                    match tokio::task::spawn_blocking(move || encoder.encode(captured)).await {
-                        Ok(Ok(frame)) => {
+                    match self.encoder.encode(captured) {
+                        Ok(frame) => {
                             self.counters.encoded.fetch_add(1, Ordering::Relaxed);
                             self.frames.send_replace(Some(frame));
                         }
-                        Ok(Err(e)) => self.count_error(&name, &e),
                         Err(e) => self.count_error(&name, &e),
                     }
                 }

@@ -12,7 +12,7 @@ use edgecam_core::session::{CloseReason, Event, Session, SessionConfig};
 use edgecam_core::time::{Clock, Timestamp};
 use edgecam_core::transport::{CommandSource, Connection, FrameSink, Transport};
 use thiserror::Error;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,6 +35,8 @@ pub struct ServerConfig {
 pub enum ServerError {
     #[error(transparent)]
     Camera(#[from] CameraError),
+    #[error("cannot start the capture thread")]
+    CaptureThread(#[source] std::io::Error),
 }
 
 /// What one client has been sent, for the stats line.
@@ -68,6 +70,7 @@ pub struct Server<T: Transport> {
     capabilities: Capabilities,
     camera_name: String,
     tasks: TaskTracker,
+    capture_done: oneshot::Receiver<()>,
 }
 
 impl<T: Transport> Server<T> {
@@ -83,18 +86,16 @@ impl<T: Transport> Server<T> {
         let (frames_tx, frames) = watch::channel(None);
         let counters = Arc::new(CaptureCounters::default());
         let demand = Demand::default();
-        let tasks = TaskTracker::new();
-        tasks.spawn(
-            CaptureLoop {
-                camera,
-                encoder: config.encoder,
-                demand: demand.clone(),
-                frames: frames_tx,
-                counters: counters.clone(),
-                stop: stop.clone(),
-            }
-            .run(),
-        );
+        let capture_done = CaptureLoop {
+            camera,
+            encoder: config.encoder,
+            demand: demand.clone(),
+            frames: frames_tx,
+            counters: counters.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .map_err(ServerError::CaptureThread)?;
         let shared = Arc::new(Shared {
             config,
             clock,
@@ -111,7 +112,8 @@ impl<T: Transport> Server<T> {
             counters,
             capabilities,
             camera_name,
-            tasks,
+            tasks: TaskTracker::new(),
+            capture_done,
         })
     }
 
@@ -165,6 +167,7 @@ impl<T: Transport> Server<T> {
         tracing::info!("stopping: finishing frames in flight");
         self.tasks.close();
         self.tasks.wait().await;
+        let _ = self.capture_done.await;
         tracing::info!("stopped");
     }
 }
