@@ -231,10 +231,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let server = Server::start(transport, camera, clock, config, stop).await?;
     let addr = server.local_addr();
     let caps = server.capabilities();
-    let host = match transport_host(&addr) {
-        Some(local) => local,
-        None => "THIS-HOST".to_owned(),
-    };
+    let host = local_client_addr(&addr).unwrap_or(addr.clone());
     // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
     let _ = write!(
         std::io::stdout().lock(),
@@ -248,15 +245,16 @@ async fn serve(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// The address a client on this machine would use (0.0.0.0 / [::] become loopback).
-fn transport_host(addr: &str) -> Option<String> {
-    let addr: std::net::SocketAddr = addr.parse().ok()?;
+/// The address a client on this machine would use: 0.0.0.0 and [::] become loopback.
+fn local_client_addr(addr: &str) -> Option<String> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let addr: SocketAddr = addr.parse().ok()?;
     let ip = match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".parse().ok()?,
-        ip if ip.is_unspecified() => "::1".parse().ok()?,
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    Some(std::net::SocketAddr::new(ip, addr.port()).to_string())
+    Some(SocketAddr::new(ip, addr.port()).to_string())
 }
 
 fn client_config(args: &ClientArgs) -> ClientConfig {
@@ -313,14 +311,7 @@ async fn stream(args: StreamArgs) -> Result<()> {
             };
             stats.record(&frame);
             if let Some(r) = recorder.as_mut() {
-                let frame = edgecam_core::frame::Frame {
-                    width: 0,
-                    height: 0,
-                    seq: frame.stamp.map_or(stats.frames, |s| s.seq),
-                    captured_at: frame.stamp.map_or(frame.received_at, |s| s.captured_at),
-                    jpeg: frame.jpeg,
-                };
-                r.write_frame(&frame).await?;
+                r.write_frame(&frame.into_frame(stats.frames)).await?;
             }
             progress.show(&stats.summary());
         }
@@ -358,7 +349,7 @@ fn summary_line(s: &StreamSummary, invalid: u64, drained: u64) -> String {
     )
 }
 
-/// A once-a-second progress line on a terminal.
+/// A once-a-second progress line on a terminal: elapsed, frames, rate, megabytes, skipped.
 #[derive(Debug, Default)]
 struct Progress {
     last: Option<Instant>,
@@ -367,18 +358,14 @@ struct Progress {
 
 impl Progress {
     fn show(&mut self, s: &StreamSummary) {
-        if !std::io::stderr().is_terminal() || self.last.is_some_and(|t| t.elapsed().as_secs() < 1)
-        {
+        if !std::io::stderr().is_terminal() || self.last.is_some_and(|t| t.elapsed().as_secs() < 1) {
             return;
         }
         self.last = Some(Instant::now());
         self.shown = true;
         eprint!(
-            "\r{}",
-            summary_line(s, 0, 0)
-                .split(", 0 invalid")
-                .next()
-                .unwrap_or_default()
+            "\r{:6.1} s  {} frames  {:.1} fps  {:.1} MB  {} skipped ",
+            s.seconds, s.frames, s.fps, s.megabytes, s.skipped
         );
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edgecam_core::codec::{Command, FrameDecoder};
+use edgecam_core::frame::Frame;
 use edgecam_core::jpeg::{self, Stamp};
 use edgecam_core::time::Timestamp;
 use edgecam_core::transport::TransportError;
@@ -66,6 +67,21 @@ pub struct Received {
     /// legacy server.
     pub stamp: Option<Stamp>,
     pub received_at: Timestamp,
+}
+
+impl Received {
+    /// As a [`Frame`]: size from the JPEG's SOF marker, sequence number and capture time from
+    /// the stamp, or `fallback_seq` and the receive time for unstamped (legacy) frames.
+    pub fn into_frame(self, fallback_seq: u64) -> Frame {
+        let (width, height) = jpeg::dimensions(&self.jpeg).unwrap_or((0, 0));
+        Frame {
+            width,
+            height,
+            seq: self.stamp.map_or(fallback_seq, |s| s.seq),
+            captured_at: self.stamp.map_or(self.received_at, |s| s.captured_at),
+            jpeg: self.jpeg,
+        }
+    }
 }
 
 #[derive(Debug)]
