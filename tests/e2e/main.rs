@@ -1,1 +1,10 @@
-fn main() {}
+//! End-to-end tests: real `edgecam` servers on loopback sockets, against the synthetic camera.
+//! One test binary, a module per area (declared by `crates/edgecam`'s manifest).
+
+#![allow(clippy::unwrap_used)]
+
+mod cli;
+mod fanout;
+mod legacy;
+mod protocol;
+mod support;

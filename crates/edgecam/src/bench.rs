@@ -122,6 +122,7 @@ async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
         kind: args.encoder,
         quality: args.quality,
     };
+    encoder.check()?;
     let frames = 100;
     let (mut generate, mut encode) = (0.0, 0.0);
     for _ in 0..frames {

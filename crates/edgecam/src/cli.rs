@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 #[command(name = "edgecam", version, propagate_version = true)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, display_order = 1000)]
     pub verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -78,7 +78,8 @@ struct ServeArgs {
 
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// Server address, HOST:PORT (the legacy default port is 6810).
+    /// Server address, HOST[:PORT]; the port is 6810 (the legacy default) when omitted.
+    #[arg(value_parser = parse_addr)]
     addr: String,
     /// Talk to a legacy Python server: one command per TCP segment, never `2`.
     #[arg(long)]
@@ -126,6 +127,7 @@ pub fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -147,6 +149,15 @@ fn parse_seconds(s: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{s:?} is not a number of seconds (try 5 or 0.5)"))
 }
 
+fn parse_addr(s: &str) -> Result<String, String> {
+    if s.trim().is_empty() {
+        return Err(
+            "the server address is empty (try 192.168.1.20 or board.local:6810)".to_owned(),
+        );
+    }
+    Ok(edgecam_transport_tcp::with_default_port(s.trim()))
+}
+
 /// Bytes, with an optional K, M or G suffix (powers of 1024).
 fn parse_size(s: &str) -> Result<u32, String> {
     let (digits, unit) = match s.trim().to_ascii_uppercase() {
@@ -161,7 +172,7 @@ fn parse_size(s: &str) -> Result<u32, String> {
         .and_then(|n| n.checked_mul(unit))
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0)
-        .ok_or_else(|| format!("{s:?} is not a size from 1 byte to 4G-1 (try 32M)"))
+        .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 4095M (try 32M)"))
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -208,6 +219,11 @@ fn cancel_on_signals(token: CancellationToken) {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let encoder = Encoder {
+        kind: args.encoder,
+        quality: args.quality,
+    };
+    encoder.check()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let camera = camera(&args.camera, clock.clone())?;
     let transport = TcpTransport::bind(&args.bind).await?;
@@ -221,10 +237,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         send_timeout: args.send_timeout,
         stats_interval: nonzero(args.stats_interval),
-        encoder: Encoder {
-            kind: args.encoder,
-            quality: args.quality,
-        },
+        encoder,
     };
     let stop = CancellationToken::new();
     cancel_on_signals(stop.clone());
@@ -358,7 +371,8 @@ struct Progress {
 
 impl Progress {
     fn show(&mut self, s: &StreamSummary) {
-        if !std::io::stderr().is_terminal() || self.last.is_some_and(|t| t.elapsed().as_secs() < 1) {
+        if !std::io::stderr().is_terminal() || self.last.is_some_and(|t| t.elapsed().as_secs() < 1)
+        {
             return;
         }
         self.last = Some(Instant::now());

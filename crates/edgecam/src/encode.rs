@@ -14,13 +14,16 @@ pub enum EncoderKind {
     /// Pure Rust (`jpeg-encoder`, AVX2 where the CPU has it).
     #[default]
     Rust,
-    /// libjpeg-turbo through the `turbojpeg` crate (build with `--features turbojpeg`).
-    #[cfg(feature = "turbojpeg")]
+    /// libjpeg-turbo (in builds with `--features turbojpeg`; faster, and SIMD on ARMv7).
     Turbo,
 }
 
 #[derive(Debug, Error)]
 pub enum EncodeError {
+    #[error(
+        "this edgecam was built without libjpeg-turbo; use --encoder rust, or rebuild with --features turbojpeg (needs libturbojpeg0-dev)"
+    )]
+    Unavailable,
     #[error("a {width}x{height} frame cannot be JPEG-encoded: JPEG allows at most 65535x65535")]
     TooLarge { width: u32, height: u32 },
     #[error(
@@ -51,6 +54,14 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// Whether this build can use the chosen encoder.
+    pub fn check(&self) -> Result<(), EncodeError> {
+        match self.kind {
+            EncoderKind::Turbo if !cfg!(feature = "turbojpeg") => Err(EncodeError::Unavailable),
+            _ => Ok(()),
+        }
+    }
+
     pub fn encode(&self, captured: Captured) -> Result<Frame, EncodeError> {
         let Captured {
             seq,
@@ -122,6 +133,8 @@ impl Encoder {
                         .map_err(|e| backend(e.into()))?;
                 Ok(out.to_vec())
             }
+            #[cfg(not(feature = "turbojpeg"))]
+            EncoderKind::Turbo => Err(EncodeError::Unavailable),
         }
     }
 }
@@ -194,6 +207,20 @@ mod tests {
         .encode(captured)
         .unwrap();
         assert_eq!(frame.jpeg.as_ptr(), data.as_ptr(), "no copy");
+    }
+
+    #[cfg(not(feature = "turbojpeg"))]
+    #[test]
+    fn turbo_in_a_build_without_it_is_a_clear_error() {
+        let encoder = Encoder {
+            kind: EncoderKind::Turbo,
+            quality: 80,
+        };
+        assert!(matches!(encoder.check(), Err(EncodeError::Unavailable)));
+        assert!(matches!(
+            encoder.encode(gradient(8, 8)),
+            Err(EncodeError::Unavailable)
+        ));
     }
 
     #[test]

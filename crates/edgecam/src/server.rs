@@ -152,17 +152,25 @@ impl<T: Transport> Server<T> {
                     continue;
                 }
             };
-            let active = lock(&shared.clients).len();
-            if active >= shared.config.max_clients {
-                tracing::warn!(
-                    peer = %conn.peer,
-                    max_clients = shared.config.max_clients,
-                    "refusing connection: too many clients (raise --max-clients)"
-                );
-                continue;
-            }
-            next_id += 1;
-            self.tasks.spawn(run_session(shared.clone(), conn, next_id));
+            // Registered here, not in the session task, so a burst of connections is counted
+            // as it is accepted.
+            let counters = {
+                let mut clients = lock(&shared.clients);
+                if clients.len() >= shared.config.max_clients {
+                    tracing::warn!(
+                        peer = %conn.peer,
+                        max_clients = shared.config.max_clients,
+                        "refusing connection: too many clients (raise --max-clients)"
+                    );
+                    continue;
+                }
+                next_id += 1;
+                let counters = Arc::new(ClientCounters::default());
+                clients.insert(next_id, (conn.peer.clone(), counters.clone()));
+                counters
+            };
+            self.tasks
+                .spawn(run_session(shared.clone(), conn, next_id, counters));
         }
         tracing::info!("stopping: finishing frames in flight");
         self.tasks.close();
@@ -181,21 +189,26 @@ async fn run_session<R: CommandSource, W: FrameSink>(
     shared: Arc<Shared>,
     conn: Connection<R, W>,
     id: u64,
+    counters: Arc<ClientCounters>,
 ) {
     let Connection {
         mut reader,
         mut writer,
         peer,
     } = conn;
-    let counters = Arc::new(ClientCounters::default());
-    lock(&shared.clients).insert(id, (peer.clone(), counters.clone()));
     tracing::info!(%peer, "client connected");
     let clock = &shared.clock;
     let mut session = Session::new(shared.config.session.clone(), clock.now());
     let mut frames = shared.frames.clone();
     let mut wanting = false;
+    // False once the client has shut down its sending side: it may still be reading a stream.
+    let mut reading = true;
     let mut buf = [0u8; 1024];
     loop {
+        if !reading && !session.wants_frame() {
+            // No command can come any more, and nothing is owed.
+            session.close(CloseReason::Disconnected);
+        }
         while let Some(event) = session.poll_event() {
             log_event(&shared, &peer, event);
         }
@@ -214,8 +227,8 @@ async fn run_session<R: CommandSource, W: FrameSink>(
         tokio::select! {
             biased;
             () = shared.stop.cancelled() => session.close(CloseReason::ServerStopping),
-            read = reader.read(&mut buf) => match read {
-                Ok(0) => session.close(CloseReason::Disconnected),
+            read = reader.read(&mut buf), if reading => match read {
+                Ok(0) => reading = false,
                 Ok(n) => session.handle_input(&buf[..n], clock.now()),
                 Err(e) => {
                     tracing::debug!(%peer, error = %crate::error_chain(&e), "read failed");

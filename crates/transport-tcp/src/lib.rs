@@ -19,6 +19,20 @@ use tokio::net::{TcpListener, TcpStream};
 /// The default TCP port of the legacy protocol.
 pub const DEFAULT_PORT: u16 = 6810;
 
+/// `addr` with the legacy default port added when it names none: `board` becomes
+/// `board:6810`, `::1` becomes `[::1]:6810`; anything else is returned as given.
+pub fn with_default_port(addr: &str) -> String {
+    if addr.parse::<SocketAddr>().is_ok() {
+        addr.to_owned()
+    } else if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("[{addr}]:{DEFAULT_PORT}")
+    } else if !addr.contains(':') || (addr.starts_with('[') && addr.ends_with(']')) {
+        format!("{addr}:{DEFAULT_PORT}")
+    } else {
+        addr.to_owned()
+    }
+}
+
 /// A listening TCP socket handing out edgecam connections.
 #[derive(Debug)]
 pub struct TcpTransport {
@@ -58,6 +72,7 @@ impl Transport for TcpTransport {
                 })?;
         // Frames are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
+        limit_unsent(&stream);
         let (read, write) = stream.into_split();
         let peer = peer.to_string();
         Ok(Connection {
@@ -76,6 +91,22 @@ impl Transport for TcpTransport {
     fn local_addr(&self) -> String {
         self.local.to_string()
     }
+}
+
+/// At most this many bytes wait unsent in the kernel for one client (Linux).
+pub const MAX_UNSENT: u32 = 16 * 1024;
+
+/// Keeps a slow client's frames out of the kernel: with TCP_NOTSENT_LOWAT the socket takes
+/// more bytes only once fewer than [`MAX_UNSENT`] wait unsent, so a client that is behind
+/// gets the newest frame next instead of megabytes of old ones, and a client that stopped
+/// reading blocks the next frame at once and is dropped after the send timeout.
+fn limit_unsent(stream: &TcpStream) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(MAX_UNSENT) {
+        tracing::debug!(error = %e, "TCP_NOTSENT_LOWAT not set");
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = stream;
 }
 
 #[derive(Debug)]
@@ -232,5 +263,21 @@ impl FrameStream {
                     seconds: timeout.as_secs_f64(),
                 })
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_port_is_added_only_where_none_is_named() {
+        assert_eq!(with_default_port("board"), "board:6810");
+        assert_eq!(with_default_port("192.168.1.20"), "192.168.1.20:6810");
+        assert_eq!(with_default_port("::1"), "[::1]:6810");
+        assert_eq!(with_default_port("[::1]"), "[::1]:6810");
+        assert_eq!(with_default_port("board:7000"), "board:7000");
+        assert_eq!(with_default_port("[::1]:7000"), "[::1]:7000");
+        assert_eq!(with_default_port("127.0.0.1:1"), "127.0.0.1:1");
     }
 }

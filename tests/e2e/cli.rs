@@ -1,0 +1,143 @@
+//! The `edgecam` binary as a user meets it: help texts, error messages, and serve / snap /
+//! stream / SIGTERM end to end.
+
+use crate::support::{Edgecam, Finished, assert_jpeg, edgecam};
+
+const CAMERA: &str = "sim:160x120@30";
+
+/// What a user sees of a failed command: the exit code and stderr.
+fn failure(out: &Finished) -> String {
+    assert!(!out.status.success(), "the command succeeded: {out:?}");
+    assert_eq!(out.stdout, "", "a failed command printed to stdout");
+    let code = out
+        .status
+        .code()
+        .map_or("none (killed)".to_owned(), |c| c.to_string());
+    format!("exit code: {code}\n{}", out.stderr)
+}
+
+#[test]
+fn help_texts() {
+    for command in ["", "serve", "snap", "stream", "bench"] {
+        let args: Vec<&str> = [command, "--help"]
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect();
+        let out = edgecam(&args);
+        assert!(out.status.success(), "{out:?}");
+        let name = format!(
+            "help_{}",
+            if command.is_empty() {
+                "edgecam"
+            } else {
+                command
+            }
+        );
+        insta::assert_snapshot!(name, out.stdout, &format!("edgecam {}", args.join(" ")));
+    }
+}
+
+#[test]
+fn error_messages() {
+    let cases: [(&str, &[&str]); 8] = [
+        ("unknown_camera", &["serve", "--camera", "foo"]),
+        ("bad_sim_spec", &["serve", "--camera", "sim:641x480"]),
+        ("opencv_without_opencv", &["serve", "--camera", "opencv:0"]),
+        ("connection_refused", &["snap", "127.0.0.1:1"]),
+        ("stream_without_length", &["stream", "127.0.0.1:1"]),
+        ("quality_zero", &["serve", "--quality", "0"]),
+        (
+            "max_frame_size_zero",
+            &["snap", "127.0.0.1:1", "--max-frame-size", "0"],
+        ),
+        (
+            "max_frame_size_junk",
+            &["snap", "127.0.0.1:1", "--max-frame-size", "12Q"],
+        ),
+    ];
+    for (name, args) in cases {
+        let out = edgecam(args);
+        insta::assert_snapshot!(
+            format!("error_{name}"),
+            failure(&out),
+            &format!("edgecam {}", args.join(" "))
+        );
+    }
+}
+
+#[test]
+fn serve_snap_stream_then_sigterm() {
+    let (serve, first) = serve(CAMERA);
+    let (banner, addr) = first.rsplit_once(" on ").unwrap();
+    assert_eq!(banner, "edgecam serving sim:160x120@30 (160x120)");
+    let port = addr
+        .strip_prefix("127.0.0.1:")
+        .expect("not a loopback address");
+    assert!(port.parse::<u16>().is_ok_and(|p| p != 0), "{first}");
+    let banner: Vec<String> = std::iter::once(first.clone())
+        .chain((0..3).map(|_| serve.stdout_line()))
+        .map(|line| line.replace(addr, "127.0.0.1:PORT"))
+        .collect();
+    insta::assert_snapshot!("serve_banner", banner.join("\n"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let jpeg = dir.path().join("one.jpg");
+    let out = edgecam(&["snap", addr, "-o", jpeg.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains("(160x120, "), "{}", out.stdout);
+    assert_jpeg(&std::fs::read(&jpeg).unwrap(), 160, 120);
+
+    let frames = dir.path().join("frames");
+    let out = edgecam(&[
+        "stream",
+        addr,
+        "--frames",
+        "10",
+        "--out",
+        frames.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut names: Vec<String> = std::fs::read_dir(&frames)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = (1..=10).map(|n| format!("frame_{n:06}.jpg")).collect();
+    assert_eq!(names, expected);
+    for name in &names {
+        assert_jpeg(&std::fs::read(frames.join(name)).unwrap(), 160, 120);
+    }
+
+    serve.signal("TERM");
+    let out = serve.finish();
+    assert!(
+        out.status.success(),
+        "serve did not exit cleanly on SIGTERM: {out:?}"
+    );
+    assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+}
+
+/// Starts `edgecam serve` on a free loopback port; returns it and the first line it printed.
+fn serve(camera: &str) -> (Edgecam, String) {
+    let serve = Edgecam::spawn(&["serve", "--bind", "127.0.0.1:0", "--camera", camera]);
+    let first = serve.stdout_line();
+    (serve, first)
+}
+
+#[test]
+fn an_address_without_port_is_named_as_such() {
+    let stderr = failure(&edgecam(&["snap", "127.0.0.1"]));
+    assert!(
+        stderr.contains("no port") || stderr.contains(":6810"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let (serve, _) = serve(CAMERA);
+    serve.signal("TERM");
+    let out = serve.finish();
+    assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+    assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
+}

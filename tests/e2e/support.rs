@@ -1,0 +1,417 @@
+//! What every end-to-end test needs: a server on a free loopback port, raw connections, and
+//! bounded waits (no test can hang: every wait has a deadline).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use edgecam::clock::SystemClock;
+use edgecam::encode::{Encoder, EncoderKind};
+use edgecam::server::{Server, ServerConfig};
+use edgecam_core::codec::FrameDecoder;
+use edgecam_core::session::SessionConfig;
+use edgecam_core::time::Clock;
+use edgecam_transport_tcp::TcpTransport;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The longest any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn config() -> ServerConfig {
+    ServerConfig {
+        session: SessionConfig::default(),
+        max_clients: 32,
+        send_timeout: Duration::from_secs(2),
+        stats_interval: None,
+        encoder: Encoder {
+            kind: EncoderKind::Rust,
+            quality: 75,
+        },
+    }
+}
+
+/// An in-process server on 127.0.0.1 with an ephemeral port.
+pub struct TestServer {
+    pub addr: String,
+    pub stop: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(camera: &str) -> TestServer {
+        TestServer::with_config(camera, config()).await
+    }
+
+    pub async fn with_config(camera: &str, config: ServerConfig) -> TestServer {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+        let sim: edgecam_camera_sim::SimConfig = camera.parse().unwrap();
+        let camera = Box::new(edgecam_camera_sim::SimCamera::new(sim, clock.clone()));
+        let transport = TcpTransport::bind("127.0.0.1:0").await.unwrap();
+        let stop = CancellationToken::new();
+        let server = Server::start(transport, camera, clock, config, stop.clone())
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let handle = tokio::spawn(server.run());
+        TestServer { addr, stop, handle }
+    }
+
+    /// Stops the server and waits (bounded) until it has finished.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.finished().await;
+    }
+
+    /// Waits (bounded) until the server has stopped by itself.
+    pub async fn finished(self) {
+        tokio::time::timeout(WAIT, self.handle)
+            .await
+            .expect("server did not stop in time")
+            .unwrap();
+    }
+
+    pub async fn connect(&self) -> Raw {
+        Raw::connect(&self.addr).await
+    }
+}
+
+/// A raw TCP client that writes exact bytes and reads frames.
+pub struct Raw {
+    pub stream: TcpStream,
+    buf: BytesMut,
+    decoder: FrameDecoder,
+}
+
+impl Raw {
+    pub async fn connect(addr: &str) -> Raw {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::default(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// The next frame, `None` if the server closed the connection, panics after `within`.
+    pub async fn frame_within(&mut self, within: Duration) -> Option<Bytes> {
+        tokio::time::timeout(within, self.next())
+            .await
+            .expect("no frame in time")
+    }
+
+    pub async fn frame(&mut self) -> Bytes {
+        self.frame_within(WAIT).await.expect("connection closed")
+    }
+
+    /// `true` if nothing at all arrives within `quiet` (the connection stays open and silent).
+    pub async fn silent_for(&mut self, quiet: Duration) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(quiet, self.stream.peek(&mut byte))
+            .await
+            .is_err()
+    }
+
+    /// Waits (bounded) for the server to close the connection; bytes before that are returned.
+    pub async fn closed(&mut self) -> Vec<u8> {
+        let mut rest = self.buf.split().to_vec();
+        tokio::time::timeout(WAIT, self.stream.read_to_end(&mut rest))
+            .await
+            .expect("server did not close the connection")
+            .ok();
+        rest
+    }
+
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            if self.stream.read_buf(&mut self.buf).await.unwrap_or(0) == 0 {
+                return None;
+            }
+        }
+    }
+}
+
+/// The stamp edgecam puts in every frame it encodes.
+pub fn stamp(frame: &[u8]) -> edgecam_core::jpeg::Stamp {
+    edgecam_core::jpeg::Stamp::find(frame).expect("frame carries no edgecam stamp")
+}
+
+/// The sequence number edgecam stamped into `frame`.
+pub fn seq(frame: &[u8]) -> u64 {
+    stamp(frame).seq
+}
+
+/// A server config changed by `change`, for the tests that need other limits.
+pub fn config_with(change: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut config = config();
+    change(&mut config);
+    config
+}
+
+/// Asserts that `frame` is one whole baseline JPEG (`FF D8` .. `FF D9`) that decodes to a
+/// `width` x `height` picture.
+pub fn assert_jpeg(frame: &[u8], width: u16, height: u16) {
+    assert!(
+        edgecam_core::jpeg::is_jpeg(frame),
+        "not a whole JPEG image: {} bytes starting {:02X?}",
+        frame.len(),
+        &frame[..frame.len().min(4)]
+    );
+    let mut decoder = jpeg_decoder::Decoder::new(frame);
+    let pixels = decoder.decode().expect("the frame does not decode");
+    let info = decoder.info().unwrap();
+    assert_eq!((info.width, info.height), (width, height));
+    assert_eq!(
+        pixels.len(),
+        usize::from(width) * usize::from(height) * info.pixel_format.pixel_bytes()
+    );
+}
+
+/// Splits what a server sent into whole frames; panics if anything but whole frames is there
+/// (text, a bad length, or a frame cut short).
+pub fn whole_frames(bytes: &[u8]) -> Vec<Bytes> {
+    let mut buf = BytesMut::from(bytes);
+    let mut decoder = FrameDecoder::default();
+    let mut frames = Vec::new();
+    while let Some(frame) = decoder.decode(&mut buf).expect("not a frame stream") {
+        assert!(
+            edgecam_core::jpeg::is_jpeg(&frame),
+            "a frame payload is not a JPEG image"
+        );
+        frames.push(frame);
+    }
+    assert!(
+        buf.is_empty(),
+        "{} bytes after the last whole frame: a frame was cut short",
+        buf.len()
+    );
+    frames
+}
+
+/// Asserts that the sequence numbers strictly increase.
+pub fn assert_increasing(seqs: &[u64]) {
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "seqs do not increase: {seqs:?}"
+    );
+}
+
+impl Raw {
+    /// Connects with a small receive buffer, so that a client that does not read stops the
+    /// server's writes soon.
+    pub async fn connect_with_recv_buffer(addr: &str, bytes: u32) -> Raw {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr)).await;
+        Raw::wrap(stream.unwrap().unwrap())
+    }
+
+    fn wrap(stream: TcpStream) -> Raw {
+        stream.set_nodelay(true).unwrap();
+        Raw {
+            stream,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::default(),
+        }
+    }
+
+    /// The next `n` frames' sequence numbers.
+    pub async fn seqs(&mut self, n: usize) -> Vec<u64> {
+        let mut seqs = Vec::with_capacity(n);
+        for _ in 0..n {
+            seqs.push(seq(&self.frame().await));
+        }
+        seqs
+    }
+
+    /// Every frame that arrives within `span` from now; panics if the server closes the
+    /// connection meanwhile.
+    pub async fn frames_for(&mut self, span: Duration) -> Vec<Bytes> {
+        let deadline = tokio::time::Instant::now() + span;
+        let mut frames = Vec::new();
+        while let Ok(frame) = tokio::time::timeout_at(deadline, self.next()).await {
+            frames.push(frame.expect("connection closed while streaming"));
+        }
+        frames
+    }
+
+    /// The stamps of every frame that arrives within `span` from now.
+    pub async fn stamps_for(&mut self, span: Duration) -> Vec<edgecam_core::jpeg::Stamp> {
+        let frames = self.frames_for(span).await;
+        frames.iter().map(|frame| stamp(frame)).collect()
+    }
+
+    /// Reads frames until none has come for `quiet` (bounded by [`WAIT`] in all); returns them.
+    pub async fn drain(&mut self, quiet: Duration) -> Vec<Bytes> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut frames = Vec::new();
+        while let Ok(frame) = tokio::time::timeout(quiet, self.next()).await {
+            frames.push(frame.expect("connection closed while draining"));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "frames kept coming for {WAIT:?}"
+            );
+        }
+        frames
+    }
+}
+
+/// What a finished `edgecam` process left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The real `edgecam` binary as a child process. Every wait on it is bounded by [`WAIT`]; a
+/// child still running when this is dropped is killed.
+#[derive(Debug)]
+pub struct Edgecam {
+    child: std::process::Child,
+    stdout: std::sync::mpsc::Receiver<String>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Edgecam {
+    pub fn spawn(args: &[&str]) -> Edgecam {
+        use std::io::{BufRead, Read};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
+            .args(args)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start edgecam");
+        let (line_tx, stdout) = std::sync::mpsc::channel();
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in out.lines().map_while(Result::ok) {
+                if line_tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let (err_tx, stderr) = std::sync::mpsc::channel();
+        let mut err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text);
+            let _ = err_tx.send(text);
+        });
+        Edgecam {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// The next line on stdout; panics if none comes within [`WAIT`].
+    pub fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(WAIT)
+            .expect("edgecam printed no line in time")
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) with `kill -s`.
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .args(["-s", name, &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -s {name} failed");
+    }
+
+    /// Waits until the process has exited and returns what it printed (the lines not yet taken
+    /// with [`Edgecam::stdout_line`]); kills it and panics if that takes longer than [`WAIT`].
+    pub fn finish(mut self) -> Finished {
+        let deadline = std::time::Instant::now() + WAIT;
+        let left = || deadline.saturating_duration_since(std::time::Instant::now());
+        let mut stdout = String::new();
+        loop {
+            match self.stdout.recv_timeout(left()) {
+                Ok(line) => {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("edgecam did not exit within {WAIT:?} (killed)")
+                }
+            }
+        }
+        let stderr = self
+            .stderr
+            .recv_timeout(left())
+            .expect("edgecam did not close stderr in time");
+        let status = self.child.wait().unwrap();
+        Finished {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for Edgecam {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `edgecam ARGS` to the end (bounded by [`WAIT`]).
+pub fn edgecam(args: &[&str]) -> Finished {
+    Edgecam::spawn(args).finish()
+}
+
+impl Raw {
+    /// One single shot as the legacy client does it: `0`, the frame, `1`.
+    pub async fn snap(&mut self) -> Bytes {
+        self.send(b"0").await;
+        let frame = self.frame().await;
+        self.send(b"1").await;
+        frame
+    }
+}
+
+impl TestServer {
+    /// A new client that sent `3` and has had its first frame.
+    pub async fn streamer(&self) -> Raw {
+        let mut client = self.connect().await;
+        client.send(b"3").await;
+        client.frame().await;
+        client
+    }
+}
+
+impl Raw {
+    /// [`Raw::connect`] for a task of its own.
+    pub async fn connect_owned(addr: String) -> Raw {
+        Raw::connect(&addr).await
+    }
+}
+
+/// A receive buffer far smaller than one frame: a client that does not read fills it at once.
+pub const TINY_RECV_BUFFER: u32 = 4096;
