@@ -745,42 +745,12 @@ fn frames_captured_between_two_streams_are_not_counted_as_skipped() {
 // Property test against an independent model of the protocol table
 // ---------------------------------------------------------------------------------------------
 
-/// The model's state: `State` again, so that the two can be compared, but driven only by
-/// [`Model`]'s transitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Idle,
-    Requested {
-        since: Timestamp,
-        pending: Option<Timestamp>,
-    },
-    AwaitingConfirm {
-        pending: Option<Timestamp>,
-    },
-    Streaming {
-        since: Timestamp,
-    },
-    Closed(CloseReason),
-}
-
-impl Phase {
-    fn as_state(self) -> State {
-        match self {
-            Phase::Idle => State::Idle,
-            Phase::Requested { since, pending } => State::Requested { since, pending },
-            Phase::AwaitingConfirm { pending } => State::AwaitingConfirm { pending },
-            Phase::Streaming { since } => State::Streaming { since },
-            Phase::Closed(reason) => State::Closed(reason),
-        }
-    }
-}
-
 /// What a session should do, written from the protocol table and `SessionConfig`'s docs
 /// without calling into `Session` or the codec.
 #[derive(Debug)]
 struct Model {
     config: SessionConfig,
-    phase: Phase,
+    phase: State,
     started: Timestamp,
     /// When the idle timer last restarted (the last command, or a single frame going out);
     /// `None` until the first command.
@@ -798,7 +768,7 @@ impl Model {
     fn new(config: SessionConfig, now: Timestamp) -> Self {
         Model {
             config,
-            phase: Phase::Idle,
+            phase: State::Idle,
             started: now,
             active_at: None,
             unknown_run: 0,
@@ -810,7 +780,7 @@ impl Model {
     }
 
     fn is_closed(&self) -> bool {
-        matches!(self.phase, Phase::Closed(_))
+        matches!(self.phase, State::Closed(_))
     }
 
     fn input(&mut self, bytes: &[u8], now: Timestamp, events: &mut Vec<Event>) {
@@ -851,44 +821,44 @@ impl Model {
             return;
         }
         let next = match self.phase {
-            Phase::Idle => match cmd {
-                Command::Single => Some(Phase::Requested {
+            State::Idle => match cmd {
+                Command::Single => Some(State::Requested {
                     since: now,
                     pending: None,
                 }),
-                Command::Stream => Some(Phase::Streaming { since: now }),
+                Command::Stream => Some(State::Streaming { since: now }),
                 _ => None,
             },
-            Phase::Requested { since, pending } => match (cmd, pending) {
-                (Command::Single, None) => Some(Phase::Requested {
+            State::Requested { since, pending } => match (cmd, pending) {
+                (Command::Single, None) => Some(State::Requested {
                     since,
                     pending: Some(now),
                 }),
-                (Command::Stream, _) => Some(Phase::Streaming { since: now }),
+                (Command::Stream, _) => Some(State::Streaming { since: now }),
                 _ => None,
             },
-            Phase::AwaitingConfirm { pending } => match (cmd, pending) {
-                (Command::Single, None) => Some(Phase::AwaitingConfirm { pending: Some(now) }),
-                (Command::Confirm, None) => Some(Phase::Idle),
-                (Command::Confirm, Some(since)) => Some(Phase::Requested {
+            State::AwaitingConfirm { pending } => match (cmd, pending) {
+                (Command::Single, None) => Some(State::AwaitingConfirm { pending: Some(now) }),
+                (Command::Confirm, None) => Some(State::Idle),
+                (Command::Confirm, Some(since)) => Some(State::Requested {
                     since,
                     pending: None,
                 }),
-                (Command::Stream, _) => Some(Phase::Streaming { since: now }),
+                (Command::Stream, _) => Some(State::Streaming { since: now }),
                 _ => None,
             },
-            Phase::Streaming { .. } => (cmd == Command::Stop).then_some(Phase::Idle),
-            Phase::Closed(_) => return,
+            State::Streaming { .. } => (cmd == Command::Stop).then_some(State::Idle),
+            State::Closed(_) => return,
         };
         let Some(next) = next else {
             self.stats.ignored_commands += 1;
             events.push(Event::Ignored(cmd));
             return;
         };
-        if matches!(self.phase, Phase::AwaitingConfirm { .. }) {
+        if matches!(self.phase, State::AwaitingConfirm { .. }) {
             self.singles_settled += 1;
         }
-        if matches!(next, Phase::Streaming { .. }) {
+        if matches!(next, State::Streaming { .. }) {
             self.last_streamed = None;
         }
         self.phase = next;
@@ -897,13 +867,13 @@ impl Model {
     /// Whether the frame should be sent; moves on as if it had been.
     fn frame(&mut self, seq: u64, captured_at: Timestamp, now: Timestamp) -> bool {
         match self.phase {
-            Phase::Requested { since, pending } if captured_at >= since => {
-                self.phase = Phase::AwaitingConfirm { pending };
+            State::Requested { since, pending } if captured_at >= since => {
+                self.phase = State::AwaitingConfirm { pending };
                 // The client may sit `idle_timeout` in AwaitingConfirm, counted from now: the
                 // wait for the frame is not its idleness.
                 self.active_at = Some(now);
             }
-            Phase::Streaming { since }
+            State::Streaming { since }
                 if captured_at >= since && self.last_streamed.is_none_or(|last| seq > last) =>
             {
                 if let Some(last) = self.last_streamed {
@@ -919,12 +889,12 @@ impl Model {
 
     fn deadline(&self) -> Option<Timestamp> {
         match (self.phase, self.active_at) {
-            (Phase::Closed(_), _) => None,
+            (State::Closed(_), _) => None,
             (_, None) => self.config.handshake_timeout.map(|t| self.started + t),
-            (Phase::Idle | Phase::AwaitingConfirm { .. }, Some(active)) => {
+            (State::Idle | State::AwaitingConfirm { .. }, Some(active)) => {
                 self.config.idle_timeout.map(|t| active + t)
             }
-            (Phase::Requested { .. } | Phase::Streaming { .. }, Some(_)) => None,
+            (State::Requested { .. } | State::Streaming { .. }, Some(_)) => None,
         }
     }
 
@@ -941,7 +911,7 @@ impl Model {
     fn close(&mut self, reason: CloseReason, events: &mut Vec<Event>) {
         if !self.is_closed() {
             events.push(Event::Closed(reason));
-            self.phase = Phase::Closed(reason);
+            self.phase = State::Closed(reason);
         }
     }
 }
@@ -1066,12 +1036,12 @@ impl Harness {
         }
         let (session, model) = (&mut self.session, &self.model);
         prop_assert_eq!(drain_events(session), expected, "events");
-        prop_assert_eq!(session.state(), model.phase.as_state(), "state");
+        prop_assert_eq!(session.state(), model.phase, "state");
         prop_assert_eq!(
             session.wants_frame(),
             matches!(
                 model.phase,
-                Phase::Requested { .. } | Phase::Streaming { .. }
+                State::Requested { .. } | State::Streaming { .. }
             ),
             "wants_frame in {:?}",
             model.phase
@@ -1111,7 +1081,7 @@ impl Harness {
                 before
             );
         }
-        if let (true, Phase::Requested { since, .. }) = (sent, phase) {
+        if let (true, State::Requested { since, .. }) = (sent, phase) {
             self.singles_sent += 1;
             prop_assert!(
                 frame.captured_at >= since,
