@@ -334,6 +334,10 @@ async fn stats_loop(shared: Arc<Shared>, counters: Arc<CaptureCounters>, every: 
         let sent = shared.frames_sent.load(Ordering::Relaxed);
         let captured = counters.captured.load(Ordering::Relaxed);
         let encoded = counters.encoded.load(Ordering::Relaxed);
+        if clients.is_empty() && (captured, encoded, sent) == last {
+            // Nothing to report on an idle server.
+            continue;
+        }
         let secs = every.as_secs_f64();
         let rate = |now: u64, before: u64| now.saturating_sub(before) as f64 / secs;
         let skipped: Vec<String> = clients
