@@ -145,3 +145,173 @@ impl CaptureLoop {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use edgecam_core::camera::{Capabilities, Captured, Image};
+    use edgecam_core::time::Timestamp;
+    use mockall::Sequence;
+
+    use crate::encode::EncoderKind;
+
+    mockall::mock! {
+        #[derive(Debug)]
+        Cam {}
+        #[async_trait::async_trait]
+        impl Camera for Cam {
+            fn name(&self) -> String;
+            async fn open(&mut self) -> Result<Capabilities, CameraError>;
+            async fn next_frame(&mut self) -> Result<Captured, CameraError>;
+            fn capabilities(&self) -> Option<Capabilities>;
+            async fn close(&mut self) -> Result<(), CameraError>;
+        }
+    }
+
+    fn frame(seq: u64) -> Result<Captured, CameraError> {
+        Ok(Captured {
+            seq,
+            captured_at: Timestamp(seq),
+            image: Image::Rgb8 {
+                width: 8,
+                height: 8,
+                pixels: vec![128; 8 * 8 * 3],
+            },
+        })
+    }
+
+    fn gone() -> CameraError {
+        CameraError::Disconnected {
+            device: "mock".to_owned(),
+        }
+    }
+
+    /// Runs the loop over `camera` with one session wanting frames, until it published `seq`.
+    async fn run_until_published(camera: MockCam, seq: u64) -> Arc<CaptureCounters> {
+        let (frames, mut published) = watch::channel(None);
+        let counters = Arc::new(CaptureCounters::default());
+        let demand = Demand::default();
+        demand.want();
+        let stop = CancellationToken::new();
+        let done = CaptureLoop {
+            camera: Box::new(camera),
+            encoder: Encoder {
+                kind: EncoderKind::Rust,
+                quality: 80,
+            },
+            demand,
+            frames,
+            counters: counters.clone(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .unwrap();
+        let wait = published.wait_for(|f: &Option<Frame>| f.as_ref().is_some_and(|f| f.seq == seq));
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("frame not published in time")
+            .unwrap();
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .unwrap()
+            .unwrap();
+        counters
+    }
+
+    #[tokio::test]
+    async fn a_camera_that_disappears_is_reopened_until_it_comes_back() {
+        let mut camera = MockCam::new();
+        let mut order = Sequence::new();
+        camera.expect_name().return_const("mock".to_owned());
+        camera
+            .expect_next_frame()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|| frame(1));
+        camera
+            .expect_next_frame()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|| Err(gone()));
+        camera
+            .expect_open()
+            .times(2)
+            .in_sequence(&mut order)
+            .returning(|| {
+                Err(CameraError::Open {
+                    device: "mock".to_owned(),
+                    source: "unplugged".into(),
+                })
+            });
+        camera
+            .expect_open()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|| Ok(Capabilities::new(8, 8)));
+        camera
+            .expect_next_frame()
+            .in_sequence(&mut order)
+            .returning(|| frame(2));
+        camera.expect_close().times(1).returning(|| Ok(()));
+        let counters = run_until_published(camera, 2).await;
+        assert_eq!(counters.errors.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn read_errors_lose_one_frame_each_and_are_counted() {
+        let mut camera = MockCam::new();
+        let mut order = Sequence::new();
+        camera.expect_name().return_const("mock".to_owned());
+        camera
+            .expect_next_frame()
+            .times(3)
+            .in_sequence(&mut order)
+            .returning(|| {
+                Err(CameraError::Read {
+                    device: "mock".to_owned(),
+                    source: "glitch".into(),
+                })
+            });
+        camera
+            .expect_next_frame()
+            .in_sequence(&mut order)
+            .returning(|| frame(4));
+        camera.expect_open().never();
+        camera.expect_close().times(1).returning(|| Ok(()));
+        let counters = run_until_published(camera, 4).await;
+        assert_eq!(counters.errors.load(Ordering::Relaxed), 3);
+        assert!(counters.encoded.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_is_read_while_no_session_wants_a_frame() {
+        let mut camera = MockCam::new();
+        camera.expect_name().return_const("mock".to_owned());
+        camera.expect_next_frame().never();
+        camera.expect_close().times(1).returning(|| Ok(()));
+        let (frames, _published) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let done = CaptureLoop {
+            camera: Box::new(camera),
+            encoder: Encoder {
+                kind: EncoderKind::Rust,
+                quality: 80,
+            },
+            demand: Demand::default(),
+            frames,
+            counters: Arc::default(),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .unwrap();
+        // Give the loop every chance to read the camera, then stop it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
