@@ -187,12 +187,17 @@ mod tests {
         }
     }
 
-    /// Runs the loop over `camera` with one session wanting frames, until it published `seq`.
-    async fn run_until_published(camera: MockCam, seq: u64) -> Arc<CaptureCounters> {
-        let (frames, mut published) = watch::channel(None);
+    /// A capture loop over `camera`, started on its thread.
+    struct Running {
+        stop: CancellationToken,
+        done: oneshot::Receiver<()>,
+        published: watch::Receiver<Option<Frame>>,
+        counters: Arc<CaptureCounters>,
+    }
+
+    fn start(camera: MockCam, demand: Demand) -> Running {
+        let (frames, published) = watch::channel(None);
         let counters = Arc::new(CaptureCounters::default());
-        let demand = Demand::default();
-        demand.want();
         let stop = CancellationToken::new();
         let done = CaptureLoop {
             camera: Box::new(camera),
@@ -207,17 +212,40 @@ mod tests {
         }
         .spawn()
         .unwrap();
-        let wait = published.wait_for(|f: &Option<Frame>| f.as_ref().is_some_and(|f| f.seq == seq));
+        Running {
+            stop,
+            done,
+            published,
+            counters,
+        }
+    }
+
+    impl Running {
+        /// Stops the loop and waits for it; a mock expectation it broke fails here, since the
+        /// capture thread panicked instead of finishing.
+        async fn stop(self) -> Arc<CaptureCounters> {
+            self.stop.cancel();
+            tokio::time::timeout(Duration::from_secs(10), self.done)
+                .await
+                .expect("capture loop did not stop in time")
+                .expect("capture loop panicked");
+            self.counters
+        }
+    }
+
+    /// Runs the loop over `camera` with one session wanting frames, until it published `seq`.
+    async fn run_until_published(camera: MockCam, seq: u64) -> Arc<CaptureCounters> {
+        let demand = Demand::default();
+        demand.want();
+        let mut running = start(camera, demand);
+        let wait = running
+            .published
+            .wait_for(|f: &Option<Frame>| f.as_ref().is_some_and(|f| f.seq == seq));
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
             .expect("frame not published in time")
             .unwrap();
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), done)
-            .await
-            .unwrap()
-            .unwrap();
-        counters
+        running.stop().await
     }
 
     #[tokio::test]
@@ -291,27 +319,9 @@ mod tests {
         camera.expect_name().return_const("mock".to_owned());
         camera.expect_next_frame().never();
         camera.expect_close().times(1).returning(|| Ok(()));
-        let (frames, _published) = watch::channel(None);
-        let stop = CancellationToken::new();
-        let done = CaptureLoop {
-            camera: Box::new(camera),
-            encoder: Encoder {
-                kind: EncoderKind::Rust,
-                quality: 80,
-            },
-            demand: Demand::default(),
-            frames,
-            counters: Arc::default(),
-            stop: stop.clone(),
-        }
-        .spawn()
-        .unwrap();
+        let running = start(camera, Demand::default());
         // Give the loop every chance to read the camera, then stop it.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        stop.cancel();
-        tokio::time::timeout(Duration::from_secs(10), done)
-            .await
-            .unwrap()
-            .unwrap();
+        running.stop().await;
     }
 }
