@@ -141,3 +141,47 @@ fn logs_into_a_pipe_carry_no_colour_codes() {
     assert!(out.stderr.contains("stopped"), "{}", out.stderr);
     assert!(!out.stderr.contains('\x1b'), "{:?}", out.stderr);
 }
+
+/// `--allow-remote-shutdown`: a client's `2` stops the process gracefully, exit status 0,
+/// after the stats line reported the streaming client with its sent and skipped frames.
+#[test]
+fn remote_shutdown_exits_zero_after_stats_lines() {
+    let serve = Edgecam::spawn(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--camera",
+        CAMERA,
+        "--allow-remote-shutdown",
+        "--stats-interval",
+        "0.2",
+    ]);
+    let first = serve.stdout_line();
+    let (_, addr) = first.rsplit_once(" on ").unwrap();
+    let out = edgecam(&["stream", addr, "--seconds", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut client = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(&mut client, b"2").unwrap();
+    let out = serve.finish();
+    assert!(out.status.success(), "{out:?}");
+    let stats = out
+        .stderr
+        .lines()
+        .find(|l| l.contains("stats clients=1"))
+        .unwrap_or_else(|| panic!("no stats line with the client: {}", out.stderr));
+    for field in [
+        "fps_captured=",
+        "fps_encoded=",
+        "fps_sent=",
+        ":sent=",
+        ",skipped=",
+    ] {
+        assert!(stats.contains(field), "{field} missing from {stats}");
+    }
+    assert!(
+        out.stderr.contains("client asked the server to stop"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("stopped"), "{}", out.stderr);
+}
