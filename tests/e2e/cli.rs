@@ -185,3 +185,27 @@ fn remote_shutdown_exits_zero_after_stats_lines() {
     );
     assert!(out.stderr.contains("stopped"), "{}", out.stderr);
 }
+
+/// `--seconds` is a deadline even while no frame comes (a stalled camera): the stream ends
+/// on time and successfully, instead of failing on the frame timeout.
+#[test]
+fn stream_seconds_ends_on_time_while_the_camera_stalls() {
+    let serve = Edgecam::spawn(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--camera",
+        "sim:160x120@30?stall_after=3&stall_ms=20000",
+    ]);
+    let first = serve.stdout_line();
+    let (_, addr) = first.rsplit_once(" on ").unwrap();
+    let started = std::time::Instant::now();
+    let out = edgecam(&["stream", addr, "--seconds", "1", "--timeout", "8"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.starts_with("3 frames"), "{}", out.stdout);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -175,6 +175,14 @@ fn parse_size(s: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 4095M (try 32M)"))
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
@@ -311,23 +319,23 @@ async fn stream(args: StreamArgs) -> Result<()> {
     let started = Instant::now();
     let mut stats = StreamStats::default();
     let mut progress = Progress::default();
+    let deadline = args
+        .seconds
+        .map(|s| tokio::time::Instant::from_std(started + s));
     let result: Result<()> = async {
-        loop {
-            let done = args.frames.is_some_and(|n| stats.frames >= n)
-                || args.seconds.is_some_and(|s| started.elapsed() >= s);
-            if done || stop.is_cancelled() {
-                return Ok(());
-            }
+        while args.frames.is_none_or(|n| stats.frames < n) {
             let frame = tokio::select! {
-                () = stop.cancelled() => return Ok(()),
+                () = stop.cancelled() => break,
+                () = sleep_until(deadline) => break,
                 frame = client.next_frame() => frame?,
             };
             stats.record(&frame);
             if let Some(r) = recorder.as_mut() {
                 r.write_frame(&frame.into_frame(stats.frames)).await?;
             }
-            progress.show(&stats.summary());
+            progress.show(&stats);
         }
+        Ok(())
     }
     .await;
     progress.finish();
@@ -370,13 +378,14 @@ struct Progress {
 }
 
 impl Progress {
-    fn show(&mut self, s: &StreamSummary) {
+    fn show(&mut self, stats: &StreamStats) {
         if !std::io::stderr().is_terminal() || self.last.is_some_and(|t| t.elapsed().as_secs() < 1)
         {
             return;
         }
         self.last = Some(Instant::now());
         self.shown = true;
+        let s = stats.summary();
         eprint!(
             "\r{:6.1} s  {} frames  {:.1} fps  {:.1} MB  {} skipped ",
             s.seconds, s.frames, s.fps, s.megabytes, s.skipped
