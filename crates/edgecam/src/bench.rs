@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use edgecam::client::{Client, ClientConfig, percentile};
+use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary, percentile};
 use edgecam::clock::SystemClock;
 use edgecam::encode::{Encoder, EncoderKind};
 use edgecam_core::time::Clock;
@@ -76,7 +76,10 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
     // Latency: a camera paced at 30 fps.
     let server = ServerProcess::start(args, &format!("sim:{size}@{CAMERA_FPS}"))?;
     let shots = single_shots(&server, args.shots).await?;
-    let (capture_latency, received) = latency_with_stalled_client(&server, window).await?;
+    let reader = latency_with_stalled_client(&server, window).await?;
+    let (latency_p50, latency_p99) = reader
+        .latency_ms
+        .context("the streaming client got no stamped frames")?;
     let rss = server.peak_rss_kib()?.max(rss_fast);
     drop(server);
 
@@ -100,10 +103,8 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
         ms(shots.1)
     );
     println!(
-        "capture-to-receive, 1 stalled client   p50 {:6.2} ms  p99 {:6.2} ms  ({received} frames in {:.0} s at {CAMERA_FPS} fps)",
-        ms(capture_latency.0),
-        ms(capture_latency.1),
-        args.seconds
+        "capture-to-receive, 1 stalled client   p50 {latency_p50:6.2} ms  p99 {latency_p99:6.2} ms  ({} frames in {:.0} s at {CAMERA_FPS} fps)",
+        reader.frames, args.seconds
     );
     println!(
         "server peak RSS                        {:8.1} MiB",
@@ -312,31 +313,21 @@ async fn single_shots(server: &ServerProcess, shots: usize) -> Result<(u64, u64)
 }
 
 /// Capture-to-receive latency of a streaming client while another client asked for a stream
-/// and never reads it.
+/// and never reads it: the client's own stream figures.
 async fn latency_with_stalled_client(
     server: &ServerProcess,
     window: Duration,
-) -> Result<((u64, u64), usize)> {
+) -> Result<StreamSummary> {
     let mut stalled = tokio::net::TcpStream::connect(&server.addr).await?;
     stalled.write_all(b"3").await?;
     let mut client = Client::connect(&server.addr, ClientConfig::default()).await?;
     client.start_stream().await?;
     let deadline = Instant::now() + window;
-    let mut latencies = Vec::new();
+    let mut stats = StreamStats::default();
     while Instant::now() < deadline {
-        let frame = client.next_frame().await?;
-        if let Some(stamp) = frame.stamp {
-            latencies.push(frame.received_at.0.saturating_sub(stamp.captured_at.0));
-        }
+        stats.record(&client.next_frame().await?);
     }
     client.stop_stream().await?;
     drop(stalled);
-    latencies.sort_unstable();
-    Ok((
-        (
-            percentile(&latencies, 50.0).unwrap_or(0),
-            percentile(&latencies, 99.0).unwrap_or(0),
-        ),
-        latencies.len(),
-    ))
+    Ok(stats.summary())
 }
