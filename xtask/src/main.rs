@@ -20,6 +20,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::{env, fmt, fs};
@@ -105,15 +106,17 @@ impl Ctx {
     }
 
     /// Runs `cargo <args>` with its output streaming through; fails unless it succeeds.
-    fn run(&self, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    /// A nextest run's summary line is added to `tally`.
+    fn run(&self, args: &[&str], envs: &[(&str, &str)], tally: &mut Tally) -> Result<()> {
         let shown = display_cargo(args, envs);
         let mut cmd = self.cargo(args, envs);
-        if args.first() == Some(&"nextest") {
+        let status = if args.first() == Some(&"nextest") {
             self.require_nextest()?;
+            run_counting(&mut cmd, tally)
+        } else {
+            cmd.status()
         }
-        let status = cmd
-            .status()
-            .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
+        .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
         if !status.success() {
             bail!("`{shown}` failed ({status})");
         }
@@ -149,6 +152,89 @@ impl Ctx {
         }
         Ok(())
     }
+}
+
+/// Runs a nextest command, passing its standard error through line by line and adding its
+/// `Summary [..] N tests run: P passed, F failed, S skipped` line to `tally`.
+fn run_counting(cmd: &mut Command, tally: &mut Tally) -> std::io::Result<ExitStatus> {
+    if std::io::stderr().is_terminal() {
+        // Piped, nextest would drop its colours.
+        cmd.env("CARGO_TERM_COLOR", "always");
+    }
+    let mut child = cmd.stderr(Stdio::piped()).spawn()?;
+    if let Some(stderr) = child.stderr.take() {
+        for line in BufReader::new(stderr).lines() {
+            let line = line?;
+            eprintln!("{line}");
+            tally.add_summary(&line);
+        }
+    }
+    child.wait()
+}
+
+/// Tests counted over all the nextest runs of `cargo xtask ci`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+impl Tally {
+    /// Adds the counts of a nextest summary line; other lines are ignored.
+    fn add_summary(&mut self, line: &str) {
+        let line = strip_ansi(line);
+        let Some(counts) = line
+            .split_once(" tests run: ")
+            .or_else(|| line.split_once(" test run: "))
+            .map(|(_, counts)| counts)
+        else {
+            return;
+        };
+        for part in counts.split(", ") {
+            let mut words = part.split_whitespace();
+            let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" | "timed" => self.failed += n,
+                "skipped" => self.skipped += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The plain closing line test-result readers understand.
+impl fmt::Display for Tally {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "tests: {} passed, {} failed, {} skipped",
+            self.passed, self.failed, self.skipped
+        )
+    }
+}
+
+/// `line` without its terminal colour sequences (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip to the end of the sequence: its final byte is a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The command line as a person would type it, to print and to copy.
@@ -346,6 +432,7 @@ struct Failure {
 fn ci(ctx: &Ctx) -> Result<()> {
     let mut outcomes = Vec::with_capacity(LEGS.len());
     let mut failure = None;
+    let mut tally = Tally::default();
     for leg in LEGS {
         if failure.is_some() {
             outcomes.push(Outcome::NotRun);
@@ -357,7 +444,7 @@ fn ci(ctx: &Ctx) -> Result<()> {
             outcomes.push(Outcome::Skipped(why));
             continue;
         }
-        match run_leg(ctx, leg) {
+        match run_leg(ctx, leg, &mut tally) {
             Ok(()) => outcomes.push(Outcome::Ok),
             Err(err) => {
                 outcomes.push(Outcome::Failed);
@@ -371,6 +458,8 @@ fn ci(ctx: &Ctx) -> Result<()> {
     for (leg, outcome) in LEGS.iter().zip(&outcomes) {
         println!("  {:width$}  {outcome}", leg.name);
     }
+    // Last, so that it is the run's closing line.
+    println!("{tally}");
 
     match failure {
         None => Ok(()),
@@ -380,10 +469,10 @@ fn ci(ctx: &Ctx) -> Result<()> {
     }
 }
 
-fn run_leg(ctx: &Ctx, leg: &Leg) -> Result<(), Failure> {
+fn run_leg(ctx: &Ctx, leg: &Leg, tally: &mut Tally) -> Result<(), Failure> {
     for step in leg.steps {
         let (result, rerun) = match step {
-            Step::Cargo { args, envs } => (ctx.run(args, envs), display_cargo(args, envs)),
+            Step::Cargo { args, envs } => (ctx.run(args, envs, tally), display_cargo(args, envs)),
             Step::Check { run, rerun } => (run(ctx), (*rerun).to_owned()),
         };
         result.map_err(|error| Failure {
@@ -538,5 +627,33 @@ fn exit_code(status: ExitStatus) -> ExitCode {
         Some(0) => ExitCode::SUCCESS,
         Some(code) => ExitCode::from(u8::try_from(code).ok().filter(|c| *c != 0).unwrap_or(1)),
         None => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_adds_nextest_summaries_and_ignores_other_lines() {
+        let mut tally = Tally::default();
+        for line in [
+            "     Summary [  18.244s] 167 tests run: 167 passed, 0 skipped",
+            "        PASS [   0.005s] (3/54) edgecam client::tests::legacy_frames_have_no_latency",
+            "\u{1b}[32;1m     Summary\u{1b}[0m [  1.0s] 12 tests run: 9 passed, 2 failed, 1 timed out, 3 skipped",
+            "     Summary [   0.000s] 1 test run: 1 passed, 0 skipped",
+            "test result: ok. 5 passed; 0 failed",
+        ] {
+            tally.add_summary(line);
+        }
+        assert_eq!(
+            tally,
+            Tally {
+                passed: 177,
+                failed: 3,
+                skipped: 3
+            }
+        );
+        assert_eq!(tally.to_string(), "tests: 177 passed, 3 failed, 3 skipped");
     }
 }
