@@ -222,6 +222,51 @@ async fn a_disconnected_camera_is_reopened() {
     assert_increasing(&seqs);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unplugged_camera_sends_no_signal_until_it_is_back() {
+    // Unplugged after frame 5 for 2.5 s: "NO SIGNAL" right away, then once a second.
+    let server = TestServer::start("sim:320x240@30?fail_after=5&down_ms=2500").await;
+    let mut client = server.streamer().await;
+    let deadline = Instant::now() + WAIT;
+    // (stamped seq, seq the sim drew in the picture, when received)
+    let mut received: Vec<(u64, Option<u64>, Instant)> = Vec::new();
+    while received
+        .iter()
+        .filter(|(_, drawn, _)| *drawn > Some(5))
+        .count()
+        < 3
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the stream stopped: {received:?}"
+        );
+        let frame = client.frame().await;
+        let pixels = jpeg_decoder::Decoder::new(&frame[..]).decode().unwrap();
+        assert_jpeg(&frame, 320, 240);
+        received.push((
+            seq(&frame),
+            edgecam_camera_sim::read_seq(&pixels, 320, 240),
+            Instant::now(),
+        ));
+    }
+    let stamped: Vec<u64> = received.iter().map(|(seq, _, _)| *seq).collect();
+    assert_increasing(&stamped);
+    let no_signal: Vec<Instant> = received
+        .iter()
+        .filter(|(_, drawn, _)| drawn.is_none())
+        .map(|(_, _, at)| *at)
+        .collect();
+    assert!((2..=4).contains(&no_signal.len()), "{received:?}");
+    for pair in no_signal.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap > Duration::from_millis(700), "NO SIGNAL every {gap:?}");
+    }
+    // The picture comes back on the same connection, after the NO SIGNAL ones only.
+    let first_back = received.iter().position(|(_, drawn, _)| *drawn > Some(5));
+    let last_gone = received.iter().rposition(|(_, drawn, _)| drawn.is_none());
+    assert!(last_gone < first_back, "{received:?}");
+}
+
 /// The picture size of `sim:320x240@30?vary`'s frame `seq`.
 fn vary_size(seq: u64) -> (u16, u16) {
     if seq % 2 == 0 { (160, 120) } else { (320, 240) }

@@ -36,6 +36,8 @@ pub struct SimCamera {
     schedule: Option<Schedule>,
     /// `fail_after` has fired; it fires once per camera.
     disconnected_once: bool,
+    /// Until when `open` fails after the disconnect (`down_ms`).
+    down_until: Option<Timestamp>,
     /// `stall_after` has fired; it fires once per camera.
     stalled_once: bool,
 }
@@ -64,6 +66,7 @@ impl SimCamera {
             seq: 0,
             schedule: None,
             disconnected_once: false,
+            down_until: None,
             stalled_once: false,
         }
     }
@@ -99,10 +102,18 @@ impl Camera for SimCamera {
         self.name.clone()
     }
 
-    /// Starts (or, when already open, restarts) the schedule: frame 0 is due now.
+    /// Starts (or, when already open, restarts) the schedule: frame 0 is due now. Fails while
+    /// the camera is "unplugged" (`down_ms` after `fail_after`).
     async fn open(&mut self) -> Result<Capabilities, CameraError> {
+        let now = self.clock.now();
+        if self.down_until.is_some_and(|until| now < until) {
+            return Err(CameraError::Open {
+                device: self.name.clone(),
+                source: "unplugged (down_ms)".into(),
+            });
+        }
         self.schedule = Some(Schedule {
-            anchor: self.clock.now(),
+            anchor: now,
             index: 0,
         });
         Ok(self.capabilities_when_open())
@@ -119,6 +130,7 @@ impl Camera for SimCamera {
             if !self.disconnected_once && self.seq >= fail_after {
                 self.disconnected_once = true;
                 self.schedule = None;
+                self.down_until = faults.down.map(|down| self.clock.now() + down);
                 return Err(CameraError::Disconnected {
                     device: self.name.clone(),
                 });
@@ -430,6 +442,26 @@ mod tests {
             assert_eq!(captured.seq, seq, "no seq used by the disconnect");
             assert_eq!(captured.captured_at, at(1_200_000 + k as u64 * 100_000));
         }
+    }
+
+    #[tokio::test]
+    async fn down_ms_keeps_the_camera_unplugged_for_that_long() {
+        let (mut camera, clock) = sim("sim:640x480@10?fail_after=1&down_ms=500");
+        camera.open().await.unwrap();
+        assert_eq!(frame(&mut camera).await.seq, 1);
+        assert!(matches!(
+            camera.next_frame().await,
+            Err(CameraError::Disconnected { .. })
+        ));
+        clock.advance(Duration::from_millis(499));
+        let err = camera.open().await.unwrap_err();
+        assert!(
+            matches!(&err, CameraError::Open { device, .. } if device == "sim:640x480@10?fail_after=1&down_ms=500"),
+            "{err:?}"
+        );
+        clock.advance(Duration::from_millis(1));
+        camera.open().await.unwrap();
+        assert_eq!(frame(&mut camera).await.seq, 2);
     }
 
     #[tokio::test]

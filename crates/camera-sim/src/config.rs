@@ -16,7 +16,7 @@ const MAX_STALL_MS: u64 = 600_000;
 
 const GRAMMAR: &str = "expected sim[:WIDTHxHEIGHT[@FPS]][?OPTION[&OPTION...]], \
      e.g. sim:640x480@30?error_every=10";
-const OPTIONS: &str = "allowed options are fail_after=N, error_every=N, \
+const OPTIONS: &str = "allowed options are fail_after=N[&down_ms=M], error_every=N, \
      stall_after=N&stall_ms=M and vary";
 
 /// What a [`SimCamera`](crate::SimCamera) delivers: frame size, pace and injected faults.
@@ -40,6 +40,9 @@ pub struct Faults {
     /// This happens once per camera: after `open` it keeps delivering from seq `N + 1` on.
     /// `N = 0` disconnects on the very first `next_frame`.
     pub fail_after: Option<u64>,
+    /// `down_ms=M` (with `fail_after`): after the disconnect, `open` fails with
+    /// [`CameraError::Open`] for `M` ms, as an unplugged device would until plugged back in.
+    pub down: Option<Duration>,
     /// `error_every=N` (`N >= 1`): every frame whose seq is a multiple of `N` is waited for as
     /// usual and then returned as [`CameraError::Read`]; its seq is used up, so the next frame
     /// shows a gap. `N = 1` fails every frame.
@@ -122,13 +125,14 @@ impl Default for SimConfig {
 
 impl fmt::Display for SimConfig {
     /// The canonical spec: `sim:WxH@FPS`, then the options present in the order
-    /// `fail_after`, `error_every`, `stall_after`, `stall_ms`, `vary`.
+    /// `fail_after`, `down_ms`, `error_every`, `stall_after`, `stall_ms`, `vary`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // f64's Display is the shortest text that parses back to the same value, with no
         // exponent, so it round-trips through `parse_fps`.
         write!(f, "sim:{}x{}@{}", self.width, self.height, self.fps)?;
         let Faults {
             fail_after,
+            down,
             error_every,
             stall,
             vary,
@@ -136,6 +140,9 @@ impl fmt::Display for SimConfig {
         let mut options = Vec::new();
         if let Some(n) = fail_after {
             options.push(format!("fail_after={n}"));
+        }
+        if let Some(down) = down {
+            options.push(format!("down_ms={}", down.as_millis()));
         }
         if let Some(n) = error_every {
             options.push(format!("error_every={n}"));
@@ -236,6 +243,7 @@ fn parse_options(options: &str) -> Result<Faults, String> {
     let mut faults = Faults::default();
     let mut stall_after = None;
     let mut stall_ms = None;
+    let mut down_ms = None;
     for option in options.split('&') {
         let (key, value) = match option.split_once('=') {
             Some((key, value)) => (key, Some(value)),
@@ -256,6 +264,7 @@ fn parse_options(options: &str) -> Result<Faults, String> {
             "error_every" => &mut faults.error_every,
             "stall_after" => &mut stall_after,
             "stall_ms" => &mut stall_ms,
+            "down_ms" => &mut down_ms,
             "" => return Err(format!("empty option (a stray '?' or '&'); {OPTIONS}")),
             _ => return Err(format!("unknown option {key:?}; {OPTIONS}")),
         };
@@ -274,6 +283,7 @@ fn parse_options(options: &str) -> Result<Faults, String> {
             return Err(format!("option {key} is given twice"));
         }
     }
+    faults.down = down_ms.map(Duration::from_millis);
     faults.stall = match (stall_after, stall_ms) {
         (Some(after), Some(ms)) => Some(Stall {
             after,
@@ -312,6 +322,16 @@ fn check_fps(fps: f64) -> Result<(), String> {
 }
 
 fn check_faults(faults: &Faults) -> Result<(), String> {
+    if let Some(down) = faults.down {
+        if faults.fail_after.is_none() {
+            return Err("down_ms needs fail_after: fail_after=N&down_ms=M".to_owned());
+        }
+        if down > Duration::from_millis(MAX_STALL_MS) || down.subsec_nanos() % 1_000_000 != 0 {
+            return Err(format!(
+                "down_ms must be a whole number of milliseconds up to {MAX_STALL_MS}"
+            ));
+        }
+    }
     if faults.error_every == Some(0) {
         return Err("error_every must be at least 1 (1 fails every frame)".to_owned());
     }
@@ -395,6 +415,7 @@ mod tests {
             config.faults(),
             &Faults {
                 fail_after: Some(100),
+                down: None,
                 error_every: Some(7),
                 stall: Some(Stall {
                     after: 3,
@@ -498,6 +519,14 @@ mod tests {
                 "stall_after and stall_ms go together",
             ),
             (
+                "sim:640x480@30?down_ms=5",
+                "down_ms needs fail_after: fail_after=N&down_ms=M",
+            ),
+            (
+                "sim:640x480@30?fail_after=1&down_ms=600001",
+                "down_ms must be a whole number of milliseconds up to 600000",
+            ),
+            (
                 "sim:640x480@30?stall_ms=5",
                 "stall_after and stall_ms go together",
             ),
@@ -574,14 +603,15 @@ mod tests {
             1..=MAX_WIDTH / 2,
             1..=MAX_HEIGHT / 2,
             prop_oneof![Just(0.0), 0.0..=MAX_FPS, (0u32..=1000).prop_map(f64::from)],
-            proptest::option::of(any::<u64>()),
+            proptest::option::of((any::<u64>(), proptest::option::of(0..=MAX_STALL_MS))),
             proptest::option::of(1..=u64::MAX),
             proptest::option::of((any::<u64>(), 1..=MAX_STALL_MS)),
             any::<bool>(),
         )
             .prop_map(|(w, h, fps, fail_after, error_every, stall, vary)| {
                 let faults = Faults {
-                    fail_after,
+                    fail_after: fail_after.map(|(n, _)| n),
+                    down: fail_after.and_then(|(_, ms)| ms).map(Duration::from_millis),
                     error_every,
                     stall: stall.map(|(after, ms)| Stall {
                         after,

@@ -1,17 +1,19 @@
 //! The capture loop: one per camera, on its own thread. It reads the camera only while some
 //! session wants a frame, encodes each frame once, and publishes the newest one; sessions that
-//! are behind simply see the newest frame next.
+//! are behind simply see the newest frame next. While the camera is gone it publishes a
+//! "NO SIGNAL" picture once a second and reopens the camera with backoff.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use edgecam_core::camera::{Camera, CameraError};
+use edgecam_core::camera::{Camera, CameraError, Captured, Image};
 use edgecam_core::frame::Frame;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::encode::Encoder;
+use crate::encode::{EncodeError, Encoder};
 
 /// Counters the stats line reads.
 #[derive(Debug, Default)]
@@ -19,6 +21,8 @@ pub struct CaptureCounters {
     pub captured: AtomicU64,
     pub encoded: AtomicU64,
     pub errors: AtomicU64,
+    /// "NO SIGNAL" pictures published while the camera was gone.
+    pub no_signal: AtomicU64,
 }
 
 /// How many sessions want the next frame. Sessions add themselves while they want one; the
@@ -41,6 +45,10 @@ impl Demand {
         self.0.send_modify(|n| *n = n.saturating_sub(1));
     }
 
+    fn is_wanted(&self) -> bool {
+        *self.0.borrow() > 0
+    }
+
     async fn wanted(&self) {
         let mut rx = self.0.subscribe();
         // The sender lives in `self`, so this cannot fail.
@@ -59,6 +67,19 @@ pub(crate) struct CaptureLoop {
 
 const REOPEN_BACKOFF_START: Duration = Duration::from_millis(100);
 const REOPEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+const NO_SIGNAL_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the loop keeps between frames.
+#[derive(Debug, Default)]
+struct Published {
+    /// The sequence number of the last frame published. Published numbers only grow, across
+    /// "NO SIGNAL" pictures and reopened cameras alike.
+    last_seq: Option<u64>,
+    /// Added to the camera's numbers, so that they stay above the "NO SIGNAL" pictures'.
+    seq_offset: u64,
+    /// The size of the last picture, for the "NO SIGNAL" one.
+    size: Option<(u32, u32)>,
+}
 
 impl CaptureLoop {
     /// Starts the loop on a thread of its own, with its own single-threaded runtime: encoding
@@ -81,6 +102,10 @@ impl CaptureLoop {
     /// Runs until `stop`, then closes the camera. The camera must already be open.
     async fn run(mut self) {
         let name = self.camera.name();
+        let mut published = Published {
+            size: self.camera.capabilities().map(|c| (c.width, c.height)),
+            ..Published::default()
+        };
         loop {
             let captured = tokio::select! {
                 biased;
@@ -93,17 +118,16 @@ impl CaptureLoop {
             match captured {
                 Ok(captured) => {
                     self.counters.captured.fetch_add(1, Ordering::Relaxed);
-                    match self.encoder.encode(captured) {
-                        Ok(frame) => {
+                    match self.publish(&mut published, captured) {
+                        Ok(()) => {
                             self.counters.encoded.fetch_add(1, Ordering::Relaxed);
-                            self.frames.send_replace(Some(frame));
                         }
                         Err(e) => self.count_error(&name, &e),
                     }
                 }
                 Err(CameraError::Disconnected { .. }) => {
-                    tracing::warn!(camera = %name, "camera is gone; reopening");
-                    if !self.reopen(&name).await {
+                    tracing::warn!(camera = %name, "camera is gone; sending NO SIGNAL pictures while reopening it");
+                    if !self.reopen(&name, &mut published).await {
                         break;
                     }
                 }
@@ -124,13 +148,69 @@ impl CaptureLoop {
         }
     }
 
-    /// Reopens with exponential backoff; `false` when stopped meanwhile.
-    async fn reopen(&mut self, name: &str) -> bool {
+    /// Encodes (or passes through) `captured` under the next sequence number and publishes it.
+    fn publish(
+        &self,
+        published: &mut Published,
+        mut captured: Captured,
+    ) -> Result<(), EncodeError> {
+        let mut seq = captured.seq.saturating_add(published.seq_offset);
+        if let Some(last) = published.last_seq
+            && seq <= last
+        {
+            published.seq_offset += last + 1 - seq;
+            seq = last + 1;
+        }
+        captured.seq = seq;
+        let size = captured.image.size();
+        let frame = self.encoder.encode(captured)?;
+        published.last_seq = Some(seq);
+        published.size = Some(size);
+        self.frames.send_replace(Some(frame));
+        Ok(())
+    }
+
+    /// Publishes a "NO SIGNAL" picture of the last picture's size, when a session wants one.
+    fn publish_no_signal(&self, name: &str, published: &mut Published) {
+        if !self.demand.is_wanted() {
+            return;
+        }
+        let (width, height) = published.size.unwrap_or((640, 480));
+        let captured = Captured {
+            seq: published.last_seq.map_or(0, |seq| seq + 1),
+            captured_at: crate::clock::wall_now(),
+            image: Image::Rgb8 {
+                width,
+                height,
+                pixels: crate::no_signal::render(width, height),
+            },
+        };
+        match self.publish(published, captured) {
+            Ok(()) => {
+                self.counters.no_signal.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => self.count_error(name, &e),
+        }
+    }
+
+    /// Reopens with exponential backoff, publishing "NO SIGNAL" pictures meanwhile; `false`
+    /// when stopped meanwhile.
+    async fn reopen(&mut self, name: &str, published: &mut Published) -> bool {
         let mut backoff = REOPEN_BACKOFF_START;
+        let mut attempt_at = Instant::now() + backoff;
+        let mut no_signal_at = Instant::now();
         loop {
             tokio::select! {
                 () = self.stop.cancelled() => return false,
-                () = tokio::time::sleep(backoff) => {}
+                () = tokio::time::sleep_until(attempt_at.min(no_signal_at)) => {}
+            }
+            let now = Instant::now();
+            if now >= no_signal_at {
+                self.publish_no_signal(name, published);
+                no_signal_at = now + NO_SIGNAL_INTERVAL;
+            }
+            if now < attempt_at {
+                continue;
             }
             match self.camera.open().await {
                 Ok(caps) => {
@@ -138,8 +218,9 @@ impl CaptureLoop {
                     return true;
                 }
                 Err(e) => {
-                    tracing::warn!(camera = %name, error = %crate::error_chain(&e), retry_in = ?backoff, "reopening the camera failed");
                     backoff = (backoff * 2).min(REOPEN_BACKOFF_MAX);
+                    tracing::warn!(camera = %name, error = %crate::error_chain(&e), retry_in = ?backoff, "reopening the camera failed");
+                    attempt_at = Instant::now() + backoff;
                 }
             }
         }
@@ -195,7 +276,11 @@ mod tests {
         counters: Arc<CaptureCounters>,
     }
 
-    fn start(camera: MockCam, demand: Demand) -> Running {
+    /// Starts the loop over `camera`, which is open and reports 8x8 frames.
+    fn start(mut camera: MockCam, demand: Demand) -> Running {
+        camera
+            .expect_capabilities()
+            .return_const(Some(Capabilities::new(8, 8)));
         let (frames, published) = watch::channel(None);
         let counters = Arc::new(CaptureCounters::default());
         let stop = CancellationToken::new();
@@ -233,14 +318,15 @@ mod tests {
         }
     }
 
-    /// Runs the loop over `camera` with one session wanting frames, until it published `seq`.
+    /// Runs the loop over `camera` with one session wanting frames, until it published `seq` or
+    /// later (a camera repeating a number has it published as the next one).
     async fn run_until_published(camera: MockCam, seq: u64) -> Arc<CaptureCounters> {
         let demand = Demand::default();
         demand.want();
         let mut running = start(camera, demand);
         let wait = running
             .published
-            .wait_for(|f: &Option<Frame>| f.as_ref().is_some_and(|f| f.seq == seq));
+            .wait_for(|f: &Option<Frame>| f.as_ref().is_some_and(|f| f.seq >= seq));
         tokio::time::timeout(Duration::from_secs(10), wait)
             .await
             .expect("frame not published in time")
@@ -283,8 +369,75 @@ mod tests {
             .in_sequence(&mut order)
             .returning(|| frame(2));
         camera.expect_close().times(1).returning(|| Ok(()));
-        let counters = run_until_published(camera, 2).await;
+
+        let demand = Demand::default();
+        demand.want();
+        let mut running = start(camera, demand);
+        // Frame 1, then "NO SIGNAL" as number 2 (right away, then once a second), then the
+        // reopened camera's frames, numbered on from there although the camera says 2.
+        let mut seen = Vec::new();
+        let wait = running.published.wait_for(|f: &Option<Frame>| {
+            let Some(f) = f else { return false };
+            if seen.last() != Some(&f.seq) {
+                seen.push(f.seq);
+            }
+            f.seq >= 2 && !is_no_signal(f)
+        });
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("reopened camera's frame not published in time")
+            .unwrap();
+        drop(running.published.borrow_and_update());
+        let counters = running.stop().await;
+        let no_signal = counters.no_signal.load(Ordering::Relaxed);
+        assert!(no_signal >= 1);
+        // Numbers only grow: the camera's own 2, 2, ... come out as 3, 4, ...
+        assert!(seen.is_sorted() && seen.starts_with(&[1, 2]), "{seen:?}");
+        assert!(*seen.last().unwrap() >= 2 + no_signal, "{seen:?}");
         assert_eq!(counters.errors.load(Ordering::Relaxed), 0);
+    }
+
+    /// Whether `frame` is the "NO SIGNAL" picture: the test camera's frames are flat grey.
+    fn is_no_signal(frame: &Frame) -> bool {
+        let pixels = jpeg_decoder::Decoder::new(&frame.jpeg[..])
+            .decode()
+            .unwrap();
+        assert_eq!((frame.width, frame.height), (8, 8));
+        pixels.iter().any(|p| p.abs_diff(128) > 40)
+    }
+
+    #[tokio::test]
+    async fn no_signal_pictures_go_out_only_while_a_session_wants_one() {
+        let mut camera = MockCam::new();
+        camera.expect_name().return_const("mock".to_owned());
+        camera
+            .expect_next_frame()
+            .times(1)
+            .returning(|| Err(gone()));
+        camera.expect_open().returning(|| {
+            Err(CameraError::Open {
+                device: "mock".to_owned(),
+                source: "unplugged".into(),
+            })
+        });
+        camera.expect_close().times(1).returning(|| Ok(()));
+        let demand = Demand::default();
+        demand.want();
+        let mut running = start(camera, demand.clone());
+        let wait = running.published.wait_for(Option::is_some);
+        tokio::time::timeout(Duration::from_secs(10), wait)
+            .await
+            .expect("NO SIGNAL not published in time")
+            .unwrap();
+        let first = running.published.borrow_and_update().clone().unwrap();
+        assert!(is_no_signal(&first));
+        assert_eq!(first.seq, 0);
+        demand.release();
+        // Past the next second's picture: none goes out with nobody wanting it.
+        tokio::time::sleep(NO_SIGNAL_INTERVAL + Duration::from_millis(300)).await;
+        assert!(!running.published.has_changed().unwrap());
+        let counters = running.stop().await;
+        assert_eq!(counters.no_signal.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]

@@ -7,6 +7,7 @@ pub mod capture;
 pub mod client;
 pub mod clock;
 pub mod encode;
+pub mod no_signal;
 pub mod server;
 
 /// An error and all its sources on one line: `what failed: why: root cause`.
