@@ -6,5 +6,9 @@
 mod cli;
 mod fanout;
 mod legacy;
+#[cfg(feature = "opencv")]
+mod opencv;
 mod protocol;
+mod record;
 mod support;
+mod view;

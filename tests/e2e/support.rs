@@ -292,11 +292,17 @@ pub struct Edgecam {
 
 impl Edgecam {
     pub fn spawn(args: &[&str]) -> Edgecam {
+        Edgecam::spawn_with(args, |_| {})
+    }
+
+    /// [`Edgecam::spawn`], with the command adjusted first (its folder, its environment).
+    pub fn spawn_with(args: &[&str], adjust: impl FnOnce(&mut std::process::Command)) -> Edgecam {
         use std::io::{BufRead, Read};
         use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_edgecam"))
-            .args(args)
-            .env_remove("RUST_LOG")
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edgecam"));
+        command.args(args).env_remove("RUST_LOG");
+        adjust(&mut command);
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

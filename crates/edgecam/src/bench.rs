@@ -117,7 +117,7 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
 /// Milliseconds of this thread's CPU time spent generating and encoding test frames.
 async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock)?;
+    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock, args.quality)?;
     camera.open().await?;
     let encoder = Encoder {
         kind: args.encoder,

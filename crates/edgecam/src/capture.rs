@@ -212,7 +212,12 @@ impl CaptureLoop {
             if now < attempt_at {
                 continue;
             }
-            match self.camera.open().await {
+            // Opening may block for long (an unreachable RTSP URL): a stop does not wait for it.
+            let opened = tokio::select! {
+                () = self.stop.cancelled() => return false,
+                opened = self.camera.open() => opened,
+            };
+            match opened {
                 Ok(caps) => {
                     tracing::info!(camera = %name, width = caps.width, height = caps.height, "camera reopened");
                     return true;

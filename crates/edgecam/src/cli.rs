@@ -1,7 +1,7 @@
 //! Command-line flags and what each subcommand does.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use edgecam_core::camera::Camera;
 use edgecam_core::recorder::Recorder;
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
-use edgecam_recorder::JpegDirRecorder;
+use edgecam_recorder::{AviConfig, AviRecorder, JpegDirRecorder, SegmentLimits, Segmented};
 use edgecam_transport_tcp::TcpTransport;
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +38,12 @@ enum Command {
     Snap(SnapArgs),
     /// Stream frames and print frame rate, latency and skipped frames.
     Stream(StreamArgs),
+    /// Record the stream to an AVI file (MJPEG, the JPEGs as received) or a folder of JPEGs.
+    Record(RecordArgs),
+    /// Make a cut-off AVI recording (killed recorder, power loss, full disk) playable again.
+    Repair(RepairArgs),
+    /// Show the stream in a window: q stops/resumes, s saves a snapshot, r records, Esc quits.
+    View(ViewArgs),
     /// Measure encode cost, server CPU per frame, latency, memory and idle CPU.
     Bench(crate::bench::BenchArgs),
 }
@@ -47,7 +53,8 @@ struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:6810")]
     bind: String,
-    /// Camera to serve: sim[:WxH[@FPS]] (synthetic test pattern), e.g. sim:1280x720@30.
+    /// Camera to serve: sim[:WxH[@FPS]] (synthetic test pattern), e.g. sim:1280x720@30; in
+    /// builds with OpenCV also opencv:INDEX, opencv:/dev/videoN, opencv:FILE or opencv:URL.
     #[arg(long, default_value = "sim:640x480@30")]
     camera: String,
     /// JPEG quality, 1 to 100.
@@ -112,9 +119,61 @@ struct StreamArgs {
     /// Stop after this many seconds.
     #[arg(long, group = "length", value_parser = parse_seconds)]
     seconds: Option<Duration>,
-    /// Save every frame as a numbered JPEG in this folder (created if missing; must hold no frames yet).
+}
+
+#[derive(Debug, Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// AVI file to write [default: video_stream_<unix-ms>.avi in the current folder].
+    #[arg(short, long, conflicts_with = "dir")]
+    output: Option<PathBuf>,
+    /// Write numbered JPEG files to this folder instead (created if missing; must hold no frames yet).
     #[arg(long)]
-    out: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    /// Stop after this many frames [default: until Ctrl-C].
+    #[arg(long, conflicts_with = "seconds")]
+    frames: Option<u64>,
+    /// Stop after this many seconds [default: until Ctrl-C].
+    #[arg(long, value_parser = parse_seconds)]
+    seconds: Option<Duration>,
+    /// Start a new file (name-001.avi, name-002.avi, ...) every N minutes.
+    #[arg(long, value_parser = parse_minutes, conflicts_with = "dir")]
+    segment_minutes: Option<Duration>,
+    /// Start a new file once one reaches this size (suffixes K, M, G).
+    #[arg(long, value_parser = parse_segment_size, conflicts_with = "dir")]
+    segment_size: Option<u64>,
+    /// Decode and re-encode to XVID at 20 fps with OpenCV, as the legacy client did (costs far
+    /// more CPU; for players without MJPEG).
+    #[cfg(feature = "opencv")]
+    #[arg(long, conflicts_with_all = ["dir", "segment_minutes", "segment_size"])]
+    xvid: bool,
+}
+
+#[derive(Debug, Args)]
+struct RepairArgs {
+    /// The AVI file to repair, in place.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct ViewArgs {
+    #[command(flatten)]
+    client: ClientArgs,
+    /// Record to this AVI file from the start (r stops and starts recording).
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// The window: minifb (light, X11 or Wayland) or OpenCV's highgui.
+    #[cfg(feature = "opencv")]
+    #[arg(long, value_enum, default_value_t = WindowKind::Minifb)]
+    window: WindowKind,
+}
+
+#[cfg(feature = "opencv")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum WindowKind {
+    Minifb,
+    Opencv,
 }
 
 pub fn init_logging(verbose: u8) {
@@ -137,6 +196,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Snap(args) => snap(args).await,
         Command::Stream(args) => stream(args).await,
+        Command::Record(args) => record(args).await,
+        Command::Repair(args) => repair(&args.file),
+        Command::View(args) => view(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
     }
 }
@@ -156,6 +218,19 @@ fn parse_addr(s: &str) -> Result<String, String> {
         );
     }
     Ok(edgecam_transport_tcp::with_default_port(s.trim()))
+}
+
+/// Minutes as a decimal number, more than zero.
+fn parse_minutes(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|m| *m > 0.0)
+        .and_then(|m| Duration::try_from_secs_f64(m * 60.0).ok())
+        .ok_or_else(|| format!("{s:?} is not a number of minutes above 0 (try 10 or 0.5)"))
+}
+
+fn parse_segment_size(s: &str) -> Result<u64, String> {
+    edgecam_recorder::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Bytes, with an optional K, M or G suffix (powers of 1024).
@@ -187,20 +262,39 @@ fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// The camera named by `spec`.
-pub fn camera(spec: &str, clock: Arc<dyn Clock>) -> Result<Box<dyn Camera>> {
-    match spec.split_once(':').map_or(spec, |(kind, _)| kind) {
+/// The camera named by `spec`; `quality` is for cameras that encode themselves (OpenCV).
+pub fn camera(spec: &str, clock: Arc<dyn Clock>, quality: u8) -> Result<Box<dyn Camera>> {
+    let kind = spec.split_once([':', '?']).map_or(spec, |(kind, _)| kind);
+    match kind {
         "sim" => {
             let config: edgecam_camera_sim::SimConfig = spec.parse()?;
             Ok(Box::new(edgecam_camera_sim::SimCamera::new(config, clock)))
         }
-        "opencv" => bail!(
-            "camera {spec:?} needs OpenCV, which this edgecam was built without; \
-             use a sim: camera, or rebuild with OpenCV (see the README)"
-        ),
-        _ => bail!("unknown camera {spec:?}: use sim[:WxH[@FPS]], e.g. sim:640x480@30"),
+        #[cfg(feature = "opencv")]
+        "opencv" => {
+            let config: edgecam_camera_opencv::OpenCvConfig = spec.parse()?;
+            Ok(Box::new(edgecam_camera_opencv::OpenCvCamera::new(
+                config.with_quality(quality),
+                clock,
+            )))
+        }
+        #[cfg(not(feature = "opencv"))]
+        "opencv" => {
+            let _ = quality;
+            bail!(
+                "camera {spec:?} needs OpenCV, which this edgecam was built without; \
+                 use a sim: camera, or rebuild with `--features opencv` (see the README)"
+            )
+        }
+        _ => bail!("unknown camera {spec:?}: use {CAMERAS}"),
     }
 }
+
+#[cfg(feature = "opencv")]
+const CAMERAS: &str =
+    "sim[:WxH[@FPS]] (e.g. sim:640x480@30) or opencv[:INDEX|DEVICE|FILE|URL] (e.g. opencv:0)";
+#[cfg(not(feature = "opencv"))]
+const CAMERAS: &str = "sim[:WxH[@FPS]], e.g. sim:640x480@30";
 
 /// Ctrl-C and SIGTERM cancel `token`.
 fn cancel_on_signals(token: CancellationToken) {
@@ -233,7 +327,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
     };
     encoder.check()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let camera = camera(&args.camera, clock.clone())?;
+    let camera = camera(&args.camera, clock.clone(), args.quality)?;
     let transport = TcpTransport::bind(&args.bind).await?;
     let config = ServerConfig {
         session: SessionConfig {
@@ -304,26 +398,97 @@ async fn snap(args: SnapArgs) -> Result<()> {
 }
 
 async fn stream(args: StreamArgs) -> Result<()> {
-    let mut recorder = match &args.out {
-        Some(dir) => {
-            let mut r = JpegDirRecorder::new(dir);
-            r.start().await?;
-            Some(r)
-        }
-        None => None,
-    };
     let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    let (stats, drained) = receive(&mut client, args.frames, args.seconds, None).await?;
+    println!(
+        "{}",
+        summary_line(&stats.summary(), client.invalid_frames(), drained)
+    );
+    Ok(())
+}
+
+async fn record(args: RecordArgs) -> Result<()> {
+    let segmented = args.segment_minutes.is_some() || args.segment_size.is_some();
+    let mut recorder: Box<dyn Recorder> = match (&args.dir, &args.output) {
+        (Some(dir), _) => Box::new(JpegDirRecorder::new(dir)),
+        (None, output) => {
+            let path = output.clone().unwrap_or_else(|| {
+                PathBuf::from(edgecam::stamped_file_name("video_stream", "avi"))
+            });
+            #[cfg(feature = "opencv")]
+            if args.xvid {
+                let fps = edgecam_camera_opencv::LEGACY_FPS;
+                Box::new(edgecam_camera_opencv::OpenCvRecorder::new(path, fps))
+            } else {
+                avi_recorder(path, args.segment_minutes, args.segment_size)
+            }
+            #[cfg(not(feature = "opencv"))]
+            avi_recorder(path, args.segment_minutes, args.segment_size)
+        }
+    };
+    recorder.start().await?;
+    let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    let received = receive(
+        &mut client,
+        args.frames,
+        args.seconds,
+        Some(recorder.as_mut()),
+    )
+    .await;
+    // Finished whatever happened, so that what is on disk is playable.
+    let summary = recorder.finish().await;
+    let (stats, drained) = received?;
+    let summary = summary?;
+    println!(
+        "{}",
+        summary_line(&stats.summary(), client.invalid_frames(), drained)
+    );
+    println!(
+        "saved {} frames ({:.1} MB) in {}{}",
+        summary.frames,
+        summary.bytes as f64 / 1e6,
+        summary.path.display(),
+        if segmented {
+            " and the segments after it"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// An AVI recorder for `path`, split into `path-001.avi`, `path-002.avi`, ... when a segment
+/// limit is given.
+fn avi_recorder(path: PathBuf, minutes: Option<Duration>, bytes: Option<u64>) -> Box<dyn Recorder> {
+    let avi = |path| AviRecorder::new(path, AviConfig::default());
+    if minutes.is_none() && bytes.is_none() {
+        return Box::new(avi(path));
+    }
+    let limits = SegmentLimits {
+        max_duration: minutes,
+        max_bytes: bytes,
+    };
+    Box::new(Segmented::new(path, limits, avi))
+}
+
+/// Streams from `client` until `frames` frames, `seconds` seconds or Ctrl-C, handing each
+/// frame to `recorder`; then stops the stream. Says what was received and how many frames
+/// were read away after the stop.
+async fn receive(
+    client: &mut Client,
+    frames: Option<u64>,
+    seconds: Option<Duration>,
+    mut recorder: Option<&mut dyn Recorder>,
+) -> Result<(StreamStats, u64)> {
     let stop = CancellationToken::new();
     cancel_on_signals(stop.clone());
     client.start_stream().await?;
     let started = Instant::now();
     let mut stats = StreamStats::default();
     let mut progress = Progress::default();
-    let deadline = args
-        .seconds
-        .map(|s| tokio::time::Instant::from_std(started + s));
+    let deadline = seconds.map(|s| tokio::time::Instant::from_std(started + s));
     let result: Result<()> = async {
-        while args.frames.is_none_or(|n| stats.frames < n) {
+        while frames.is_none_or(|n| stats.frames < n) {
             let frame = tokio::select! {
                 () = stop.cancelled() => break,
                 () = sleep_until(deadline) => break,
@@ -341,22 +506,63 @@ async fn stream(args: StreamArgs) -> Result<()> {
     progress.finish();
     // Stop the stream even after an error, so a legacy server is left idle.
     let drained = client.stop_stream().await;
-    if let Some(mut r) = recorder {
-        let summary = r.finish().await?;
-        println!(
-            "saved {} frames ({:.1} MB) in {}",
-            summary.frames,
-            summary.bytes as f64 / 1e6,
-            summary.path.display()
-        );
-    }
     result?;
-    let drained = drained?;
-    println!(
-        "{}",
-        summary_line(&stats.summary(), client.invalid_frames(), drained)
-    );
+    Ok((stats, drained?))
+}
+
+fn repair(file: &Path) -> Result<()> {
+    let report = edgecam_recorder::repair(file)?;
+    println!("{report}");
     Ok(())
+}
+
+async fn view(args: ViewArgs) -> Result<()> {
+    #[cfg(feature = "window")]
+    {
+        if !edgecam::view::has_display() {
+            return Err(edgecam::view::ViewError::NoDisplay.into());
+        }
+        let client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+        let options = edgecam::view::ViewOptions {
+            record: args.record,
+            dir: PathBuf::from("."),
+            peer: client.peer().to_owned(),
+        };
+        let title = format!("edgecam {}", options.peer);
+        let mut open = |width, height| -> Result<Box<dyn edgecam::view::Window>, _> {
+            #[cfg(feature = "opencv")]
+            if args.window == WindowKind::Opencv {
+                return Ok(Box::new(edgecam::view::HighGui::open(&title)?));
+            }
+            Ok(Box::new(edgecam::view::MinifbWindow::open(
+                &title, width, height,
+            )?))
+        };
+        let summary = edgecam::view::view(client, &mut open, options).await?;
+        println!(
+            "{} frames received, {} shown, {} snapshots",
+            summary.received,
+            summary.shown,
+            summary.snapshots.len()
+        );
+        for r in &summary.recordings {
+            println!(
+                "saved {} frames ({:.1} MB) in {}",
+                r.frames,
+                r.bytes as f64 / 1e6,
+                r.path.display()
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(feature = "window"))]
+    {
+        let _ = args;
+        bail!(
+            "this edgecam was built without a window (feature `window`); \
+             use `edgecam record HOST:PORT`, or rebuild with default features"
+        )
+    }
 }
 
 fn summary_line(s: &StreamSummary, invalid: u64, drained: u64) -> String {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod encode;
 pub mod no_signal;
 pub mod server;
+pub mod view;
 
 /// An error and all its sources on one line: `what failed: why: root cause`.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
@@ -20,4 +21,9 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+/// `<prefix>_<unix-ms>.<ext>`, the legacy client's naming (`video_stream_1732670000000.avi`).
+pub fn stamped_file_name(prefix: &str, ext: &str) -> String {
+    format!("{prefix}_{}.{ext}", clock::wall_now().0 / 1000)
 }

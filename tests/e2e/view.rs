@@ -1,0 +1,225 @@
+//! `edgecam view`'s loop with a scripted window in place of a real one: frames are shown,
+//! and the keys stop and resume the stream, save snapshots and record.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use edgecam::client::{Client, ClientConfig};
+use edgecam::view::{Key, Picture, ViewError, ViewOptions, ViewSummary, Window, view};
+
+use crate::support::{TestServer, WAIT, assert_increasing, assert_jpeg, seq};
+
+const CAMERA: &str = "sim:320x240@30";
+
+/// When a scripted key is pressed.
+#[derive(Debug, Clone, Copy)]
+enum When {
+    /// Once this many pictures have been shown in all.
+    Shown(u64),
+    /// This many window polls after the previous key.
+    Polls(u64),
+}
+
+/// What the scripted window saw.
+#[derive(Debug, Default)]
+struct Seen {
+    opened: Vec<(u32, u32)>,
+    shown: u64,
+    /// Pictures shown by the time each key was pressed.
+    shown_at_key: Vec<u64>,
+    titles: Vec<String>,
+}
+
+struct Scripted {
+    script: Vec<(When, Key)>,
+    polls_since_key: u64,
+    seen: Arc<Mutex<Seen>>,
+    open: bool,
+}
+
+impl Window for Scripted {
+    fn show(&mut self, picture: &Picture) -> Result<(), ViewError> {
+        assert_eq!(
+            picture.rgb.len(),
+            (picture.width * picture.height * 3) as usize
+        );
+        self.seen.lock().unwrap().shown += 1;
+        Ok(())
+    }
+
+    fn keys(&mut self) -> Vec<Key> {
+        self.polls_since_key += 1;
+        let mut seen = self.seen.lock().unwrap();
+        let due = match self.script.first() {
+            Some((When::Shown(n), _)) => seen.shown >= *n,
+            Some((When::Polls(n), _)) => self.polls_since_key >= *n,
+            None => false,
+        };
+        if !due {
+            return Vec::new();
+        }
+        let (_, key) = self.script.remove(0);
+        self.polls_since_key = 0;
+        let shown = seen.shown;
+        seen.shown_at_key.push(shown);
+        vec![key]
+    }
+
+    fn is_open(&self) -> bool {
+        self.open
+    }
+
+    fn set_title(&mut self, title: &str) {
+        self.seen.lock().unwrap().titles.push(title.to_owned());
+    }
+}
+
+/// Views `server`'s stream in a scripted window; fails the test if it takes longer than WAIT.
+async fn view_scripted(
+    server: &TestServer,
+    script: Vec<(When, Key)>,
+    dir: &Path,
+    record: Option<&str>,
+) -> (Result<ViewSummary, ViewError>, Seen) {
+    let client = Client::connect(&server.addr, ClientConfig::default())
+        .await
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let mut script = Some(script);
+    let mut open = |width, height| -> Result<Box<dyn Window>, ViewError> {
+        seen.lock().unwrap().opened.push((width, height));
+        Ok(Box::new(Scripted {
+            script: script.take().expect("the window is opened once"),
+            polls_since_key: 0,
+            seen: seen.clone(),
+            open: true,
+        }))
+    };
+    let options = ViewOptions {
+        record: record.map(|name| dir.join(name)),
+        dir: dir.to_owned(),
+        peer: server.addr.clone(),
+    };
+    let result = tokio::time::timeout(WAIT, view(client, &mut open, options))
+        .await
+        .expect("the view did not end in time");
+    let seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
+    (result, seen)
+}
+
+/// The stamped numbers of a recording's frames, which must all be whole 320x240 JPEGs.
+fn recorded_seqs(path: &Path) -> Vec<u64> {
+    let mut avi = edgecam_recorder::AviReader::open(path).unwrap();
+    avi.frames()
+        .map(|frame| {
+            let frame = frame.unwrap();
+            assert_jpeg(&frame, 320, 240);
+            seq(&frame)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shows_frames_saves_a_snapshot_and_records_between_two_r_presses() {
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = vec![
+        (When::Shown(3), Key::Snapshot),
+        (When::Shown(5), Key::ToggleRecording),
+        (When::Shown(20), Key::ToggleRecording),
+        (When::Shown(22), Key::Quit),
+    ];
+    let (result, seen) = view_scripted(&server, script, dir.path(), None).await;
+    let summary = result.unwrap();
+    assert_eq!(seen.opened, [(320, 240)]);
+    assert!(
+        seen.shown >= 22 && summary.shown == seen.shown,
+        "{summary:?}"
+    );
+    assert!(summary.received >= summary.shown);
+    assert!(
+        seen.titles
+            .iter()
+            .any(|t| t.contains(" - REC video_stream_")),
+        "{:?}",
+        seen.titles
+    );
+
+    assert_eq!(summary.snapshots.len(), 1);
+    let snapshot = std::fs::read(&summary.snapshots[0]).unwrap();
+    assert_jpeg(&snapshot, 320, 240);
+    assert!(summary.snapshots[0].starts_with(dir.path()));
+
+    // Every frame received while recording is in the file, in order, none skipped.
+    assert_eq!(summary.recordings.len(), 1, "{summary:?}");
+    let recording = &summary.recordings[0];
+    let seqs = recorded_seqs(&recording.path);
+    assert_eq!(seqs.len() as u64, recording.frames);
+    assert!(seqs.len() >= 14, "{seqs:?}");
+    assert_increasing(&seqs);
+    assert_eq!(
+        seqs.last().unwrap() - seqs[0] + 1,
+        seqs.len() as u64,
+        "{seqs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn q_stops_the_stream_and_q_again_resumes_it() {
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = vec![
+        (When::Shown(3), Key::ToggleStream),
+        // About 600 ms stopped: 18 frames at 30 fps, were it still streaming.
+        (When::Polls(40), Key::ToggleStream),
+        (When::Polls(1), Key::Quit),
+    ];
+    let (result, seen) = view_scripted(&server, script, dir.path(), None).await;
+    result.unwrap();
+    let [stopped, resumed, _] = seen.shown_at_key[..] else {
+        panic!("{seen:?}");
+    };
+    // One frame may have been on its way when `q` went out.
+    assert!(resumed - stopped <= 1, "{seen:?}");
+    assert!(
+        seen.titles.iter().any(|t| t.contains(" - stopped - ")),
+        "{:?}",
+        seen.titles
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_from_the_start_is_finished_when_the_window_closes() {
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let script = vec![(When::Shown(10), Key::Quit)];
+    let (result, _) = view_scripted(&server, script, dir.path(), Some("from_start.avi")).await;
+    let summary = result.unwrap();
+    assert_eq!(summary.recordings.len(), 1);
+    assert_eq!(
+        summary.recordings[0].path,
+        dir.path().join("from_start.avi")
+    );
+    let seqs = recorded_seqs(&summary.recordings[0].path);
+    assert!(seqs.len() >= 10, "{seqs:?}");
+    assert_increasing(&seqs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_ends_the_view_with_its_error_and_keeps_the_recording() {
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stopper = server.stop.clone();
+    let script = vec![(When::Shown(5), Key::Snapshot)];
+    let viewing = view_scripted(&server, script, dir.path(), Some("cut.avi"));
+    let stopping = async {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        stopper.cancel();
+    };
+    let ((result, seen), ()) = tokio::join!(viewing, stopping);
+    let err = result.unwrap_err();
+    assert!(matches!(err, ViewError::Client(_)), "{err:?}");
+    assert!(seen.shown >= 5);
+    let seqs = recorded_seqs(&dir.path().join("cut.avi"));
+    assert!(seqs.len() >= 5, "{seqs:?}");
+}
