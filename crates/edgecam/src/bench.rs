@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary, percentile};
 use edgecam::clock::SystemClock;
 use edgecam::encode::{Encoder, EncoderKind};
+use edgecam_core::frame::Frame;
 use edgecam_core::time::Clock;
+use edgecam_recorder::{AviConfig, AviWriter};
 use tokio::io::AsyncWriteExt;
 
 #[derive(Debug, clap::Args)]
@@ -57,9 +59,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
     println!("\n== {size}");
     let window = Duration::from_secs_f64(args.seconds);
-    let (generate_ms, encode_ms) = encode_cost(args, size).await?;
+    let (generate_ms, encode_ms, frames) = encode_cost(args, size).await?;
     println!(
         "JPEG encode alone                      {encode_ms:8.3} ms/frame (test pattern generation {generate_ms:.3} ms/frame)"
+    );
+    recording_cost(args, &frames)?;
+    #[cfg(feature = "opencv")]
+    println!(
+        "re-encoding like the legacy client:     {:8.3} ms CPU/frame (decode + XVID with OpenCV)",
+        xvid_ms(&frames).await?
     );
 
     // Throughput: a camera that delivers as fast as it is asked.
@@ -114,8 +122,9 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
     Ok(())
 }
 
-/// Milliseconds of this thread's CPU time spent generating and encoding test frames.
-async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
+/// Milliseconds of this thread's CPU time spent generating and encoding test frames, and the
+/// frames.
+async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Frame>)> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock, args.quality)?;
     camera.open().await?;
@@ -124,22 +133,100 @@ async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64)> {
         quality: args.quality,
     };
     encoder.check()?;
-    let frames = 100;
+    let count = 100;
     let (mut generate, mut encode) = (0.0, 0.0);
-    for _ in 0..frames {
+    let mut frames = Vec::with_capacity(count);
+    for _ in 0..count {
         let t0 = thread_cpu_seconds()?;
         let captured = camera.next_frame().await?;
         let t1 = thread_cpu_seconds()?;
-        std::hint::black_box(encoder.encode(captured)?);
+        frames.push(std::hint::black_box(encoder.encode(captured)?));
         let t2 = thread_cpu_seconds()?;
         generate += t1 - t0;
         encode += t2 - t1;
     }
     camera.close().await?;
     Ok((
-        generate * 1000.0 / frames as f64,
-        encode * 1000.0 / frames as f64,
+        generate * 1000.0 / count as f64,
+        encode * 1000.0 / count as f64,
+        frames,
     ))
+}
+
+/// Recording as received (the AVI writer) against what the legacy client does with each
+/// frame (decode, then encode again), and the viewer's decoders.
+fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
+    const RECORDED: usize = 1000;
+    let path = std::env::temp_dir().join(format!("edgecam-bench-{}.avi", std::process::id()));
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("creating {} for the recording figure", path.display()))?;
+    let result = (|| -> Result<(f64, Duration, u64)> {
+        let mut writer = AviWriter::new(file, AviConfig::default())?;
+        let (cpu, wall) = (thread_cpu_seconds()?, Instant::now());
+        for (i, frame) in frames.iter().cycle().take(RECORDED).enumerate() {
+            let at = frame.captured_at + Duration::from_micros(33_333 * i as u64);
+            writer.write_frame(&frame.jpeg, at)?;
+        }
+        let summary = writer.finish()?;
+        Ok((
+            thread_cpu_seconds()? - cpu,
+            wall.elapsed(),
+            summary.file_bytes,
+        ))
+    })();
+    let _ = std::fs::remove_file(&path);
+    let (avi_cpu, avi_wall, bytes) = result?;
+    let avi_ms = avi_cpu * 1000.0 / RECORDED as f64;
+
+    let quality = args.quality;
+    let (decode_ms, reencode_ms) = per_frame_ms(frames, |jpeg| {
+        let t = thread_cpu_seconds()?;
+        let picture = edgecam::view::decode(jpeg)?;
+        let decoded = thread_cpu_seconds()? - t;
+        let mut out = Vec::new();
+        jpeg_encoder::Encoder::new(&mut out, quality).encode(
+            &picture.rgb,
+            u16::try_from(picture.width)?,
+            u16::try_from(picture.height)?,
+            jpeg_encoder::ColorType::Rgb,
+        )?;
+        Ok((decoded, thread_cpu_seconds()? - t - decoded))
+    })?;
+    println!(
+        "recording to AVI, as received          {avi_ms:8.3} ms CPU/frame, {:.0} MB/s ({RECORDED} frames, {:.1} MB, fdatasync included)",
+        bytes as f64 / 1e6 / avi_wall.as_secs_f64(),
+        bytes as f64 / 1e6
+    );
+    println!(
+        "re-encoding, pure Rust: decode + JPEG  {:8.3} ms CPU/frame ({:.0}x recording as received)",
+        decode_ms + reencode_ms,
+        (decode_ms + reencode_ms) / avi_ms
+    );
+    println!("view decode, jpeg-decoder (pure Rust)  {decode_ms:8.3} ms/frame (the default)");
+    #[cfg(feature = "turbojpeg")]
+    {
+        let (turbo_ms, _) = per_frame_ms(frames, |jpeg| {
+            let t = thread_cpu_seconds()?;
+            std::hint::black_box(turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)?);
+            Ok((thread_cpu_seconds()? - t, 0.0))
+        })?;
+        println!("view decode, libjpeg-turbo             {turbo_ms:8.3} ms/frame");
+    }
+    Ok(())
+}
+
+/// The mean of the two figures `measure` gives for each frame, in milliseconds.
+fn per_frame_ms(
+    frames: &[Frame],
+    mut measure: impl FnMut(&[u8]) -> Result<(f64, f64)>,
+) -> Result<(f64, f64)> {
+    let (mut a, mut b) = (0.0, 0.0);
+    for frame in frames {
+        let (x, y) = measure(&frame.jpeg)?;
+        (a, b) = (a + x, b + y);
+    }
+    let n = frames.len().max(1) as f64;
+    Ok((a * 1000.0 / n, b * 1000.0 / n))
 }
 
 /// This thread's CPU time so far. (The scheduler's counters in /proc only advance at
@@ -159,6 +246,44 @@ fn thread_cpu_seconds() -> Result<f64> {
         );
     }
     Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+/// User plus system CPU time of process `pid`, exited threads included.
+fn process_cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SECOND),
+        _ => bail!("unexpected {path}: {stat}"),
+    }
+}
+
+/// What the legacy client really does with each frame, in builds with OpenCV: decode, then
+/// re-encode to XVID with OpenCV's VideoWriter. CPU of the whole process (the encoder may
+/// use threads of its own), per frame.
+#[cfg(feature = "opencv")]
+async fn xvid_ms(frames: &[Frame]) -> Result<f64> {
+    use edgecam_core::recorder::Recorder;
+    const RECORDED: usize = 300;
+    let path = std::env::temp_dir().join(format!("edgecam-bench-{}-xvid.avi", std::process::id()));
+    let mut recorder =
+        edgecam_camera_opencv::OpenCvRecorder::new(&path, edgecam_camera_opencv::LEGACY_FPS);
+    let result = async {
+        recorder.start().await?;
+        let cpu = process_cpu_seconds(std::process::id())?;
+        for frame in frames.iter().cycle().take(RECORDED) {
+            recorder.write_frame(frame).await?;
+        }
+        recorder.finish().await?;
+        anyhow::Ok(process_cpu_seconds(std::process::id())? - cpu)
+    }
+    .await;
+    let _ = std::fs::remove_file(&path);
+    Ok(result? * 1000.0 / RECORDED as f64)
 }
 
 /// An `edgecam serve` child process on a free loopback port.
@@ -214,17 +339,8 @@ impl ServerProcess {
         std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
     }
 
-    /// User plus system CPU time of the whole process, exited threads included.
     fn cpu_seconds(&self) -> Result<f64> {
-        let stat = self.proc_file("stat")?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
-        match (ticks(11), ticks(12)) {
-            (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SECOND),
-            _ => bail!("unexpected /proc/PID/stat: {stat}"),
-        }
+        process_cpu_seconds(self.child.id())
     }
 
     fn peak_rss_kib(&self) -> Result<u64> {
