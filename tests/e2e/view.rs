@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use edgecam::client::{Client, ClientConfig};
 use edgecam::view::{Key, Picture, ViewError, ViewOptions, ViewSummary, Window, view};
 
-use crate::support::{TestServer, WAIT, assert_increasing, assert_jpeg, seq};
+use crate::record::recorded_seqs;
+use crate::support::{TestServer, WAIT, assert_increasing, assert_jpeg};
 
 const CAMERA: &str = "sim:320x240@30";
 
@@ -105,18 +106,6 @@ async fn view_scripted(
         .expect("the view did not end in time");
     let seen = Arc::try_unwrap(seen).unwrap().into_inner().unwrap();
     (result, seen)
-}
-
-/// The stamped numbers of a recording's frames, which must all be whole 320x240 JPEGs.
-fn recorded_seqs(path: &Path) -> Vec<u64> {
-    let mut avi = edgecam_recorder::AviReader::open(path).unwrap();
-    avi.frames()
-        .map(|frame| {
-            let frame = frame.unwrap();
-            assert_jpeg(&frame, 320, 240);
-            seq(&frame)
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,9 +106,19 @@ impl Shared {
 
     /// Sleeps until `deadline` or until stopped; `true` when stopped.
     fn sleep_until(&self, deadline: Instant) -> bool {
+        self.wait_until(deadline, |mailbox| mailbox.stop)
+    }
+
+    /// Blocks until the thread has ended or `timeout` passed; `true` when it has ended.
+    pub(crate) fn wait_exited(&self, timeout: Duration) -> bool {
+        self.wait_until(Instant::now() + timeout, |mailbox| mailbox.exited)
+    }
+
+    /// Blocks until `done` holds for the mailbox or `deadline` passed; whether `done` held.
+    fn wait_until(&self, deadline: Instant, done: impl Fn(&Mailbox) -> bool) -> bool {
         let mut mailbox = self.lock();
         loop {
-            if mailbox.stop {
+            if done(&mailbox) {
                 return true;
             }
             let now = Instant::now();
@@ -120,23 +130,6 @@ impl Shared {
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
-    }
-
-    /// Blocks until the thread has ended or `timeout` passed; `true` when it has ended.
-    pub(crate) fn wait_exited(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut mailbox = self.lock();
-        while !mailbox.exited {
-            let now = Instant::now();
-            if now >= deadline {
-                return false;
-            }
-            mailbox = match self.changed.wait_timeout(mailbox, deadline - now) {
-                Ok((guard, _)) => guard,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
-        true
     }
 
     /// Whether a frame grabbed now would be taken.
@@ -249,7 +242,7 @@ impl CaptureThread {
                         Err(e) => {
                             let reason = format!(
                                 "the file ended and could not be opened again: {}",
-                                chain(&e)
+                                edgecam_core::error_chain(&e)
                             );
                             return self.gone(reason);
                         }
@@ -279,7 +272,7 @@ impl CaptureThread {
                     image,
                 }),
                 Err(e) => {
-                    tracing::debug!(camera = %name, seq, error = %chain(&e), "frame lost");
+                    tracing::debug!(camera = %name, seq, error = %edgecam_core::error_chain(&e), "frame lost");
                     Err(CameraError::Read {
                         device: name.clone(),
                         source: Box::new(e),
@@ -294,18 +287,6 @@ impl CaptureThread {
         tracing::warn!(camera = %self.name, %reason, "camera is gone");
         self.shared.update(|mailbox| mailbox.gone = Some(reason));
     }
-}
-
-/// An error and its sources, `: `-separated.
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }
 
 /// An open source, set up as the config asks.

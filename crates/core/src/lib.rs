@@ -18,3 +18,15 @@ pub mod transport;
 
 /// A backend's own error, kept whole as the `source` of ours.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error and all its sources on one line: `what failed: why: root cause`.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}

@@ -11,17 +11,7 @@ pub mod no_signal;
 pub mod server;
 pub mod view;
 
-/// An error and all its sources on one line: `what failed: why: root cause`.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub use edgecam_core::error_chain;
 
 /// `<prefix>_<unix-ms>.<ext>`, the legacy client's naming (`video_stream_1732670000000.avi`).
 pub fn stamped_file_name(prefix: &str, ext: &str) -> String {
