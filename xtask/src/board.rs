@@ -389,9 +389,9 @@ impl Layout {
         }
     }
 
-    /// The release binary cargo builds for `target`.
+    /// The binary cargo builds for `target` (the `board` profile).
     pub(crate) fn binary(&self, target: &str) -> String {
-        format!("{}/{target}/release/edgecam", self.target_dir)
+        format!("{}/{target}/board/edgecam", self.target_dir)
     }
 
     /// The native debug binary, as `cargo build -p edgecam` builds it.
@@ -567,7 +567,8 @@ fn linker_env(target: &str) -> String {
     format!("CARGO_TARGET_{triple}_LINKER")
 }
 
-/// The release build of the `edgecam` binary for `target`, linked by `linker`.
+/// The build of the `edgecam` binary for `target`, linked by `linker`: the `board` profile
+/// (release without debug info or symbols: a small upload and a small file on flash).
 pub(crate) fn build_cmd(target: &str, linker: &str, std: Std) -> Cmd {
     let cargo = Cmd::new("cargo").env(linker_env(target), linker);
     let cargo = match std {
@@ -577,7 +578,8 @@ pub(crate) fn build_cmd(target: &str, linker: &str, std: Std) -> Cmd {
     };
     // No default features: those are for desktops (`edgecam view`'s window).
     cargo.args([
-        "--release",
+        "--profile",
+        "board",
         "--locked",
         "-p",
         "edgecam",
@@ -989,7 +991,7 @@ remote_path = "/opt/edgecam/bin/edgecam"
         let outside = Layout::new(Path::new("/src/edgecam"), Path::new("/tmp/target"));
         assert_eq!(
             outside.binary(ARMV7_GNU),
-            "/tmp/target/armv7-unknown-linux-gnueabihf/release/edgecam"
+            "/tmp/target/armv7-unknown-linux-gnueabihf/board/edgecam"
         );
     }
 }

@@ -1,12 +1,13 @@
-//! `cargo xtask run-board --emulate`: the armv7 release binary, run here under qemu-user,
+//! `cargo xtask run-board --emulate`: the armv7 board binary, run here under qemu-user,
 //! smoke-tested end to end by the native client.
 //!
-//! It builds what a board would run (`armv7-unknown-linux-gnueabihf`, release), starts it
+//! It builds what a board would run (`armv7-unknown-linux-gnueabihf`, the `board` profile:
+//! release, stripped), starts it
 //! as `edgecam serve` with the synthetic camera under `qemu-arm`, and then, with the native
 //! `edgecam` client: takes a single shot and checks it is a 640x480 JPEG, streams for a
 //! few seconds, and stops the server with a remote shutdown (the byte `2`), which must end
 //! it with exit status 0. Along the way it prints the figures the README quotes: the
-//! binary's size (stripped too) and the emulated server's memory.
+//! binary's size and the emulated server's memory.
 //!
 //! Every wait has a deadline, and every process it starts is killed if it fails.
 
@@ -67,7 +68,6 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     let scratch = layout.scratch("emulate");
     std::fs::create_dir_all(ctx.root.join(&scratch))
         .with_context(|| format!("could not create {scratch}"))?;
-    let stripped = stripped_size(ctx, &binary, &scratch)?;
 
     let mut server = Server::start(ctx, &binary)?;
     let addr = server.addr.to_string();
@@ -132,22 +132,14 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
 
     println!("\nfigures for the README:");
     println!(
-        "  armv7 release build:  {:.0} s (this run's; a build from scratch takes longer than \
+        "  armv7 board build:    {:.0} s (this run's; a build from scratch takes longer than \
          a rebuild)",
         build_time.as_secs_f64()
     );
-    let size_line = match stripped {
-        Some(stripped) => format!(
-            "{:.2} MiB, stripped {:.2} MiB",
-            bytes.len() as f64 / MIB,
-            stripped as f64 / MIB
-        ),
-        None => format!(
-            "{:.2} MiB (arm-linux-gnueabihf-strip not found: no stripped size)",
-            bytes.len() as f64 / MIB
-        ),
-    };
-    println!("  armv7 binary size:    {size_line}");
+    println!(
+        "  armv7 binary size:    {:.2} MiB (stripped)",
+        bytes.len() as f64 / MIB
+    );
     println!(
         "  memory while streaming one {WIDTH}x{HEIGHT} client: {memory} \
          (under qemu-user: this includes the emulator's own memory)"
@@ -157,20 +149,6 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
          snap and {frames} streamed frames, then exited 0 on a remote shutdown"
     );
     Ok(())
-}
-
-/// The stripped binary's size, where the cross `strip` is installed.
-fn stripped_size(ctx: &Ctx, binary: &str, scratch: &str) -> Result<Option<u64>> {
-    const STRIP: &str = "arm-linux-gnueabihf-strip";
-    if !toolchain::on_path(STRIP) {
-        return Ok(None);
-    }
-    let out = format!("{scratch}/edgecam.stripped");
-    Cmd::new(STRIP).args(["-o", &out, binary]).run(ctx)?;
-    let len = std::fs::metadata(ctx.root.join(&out))
-        .with_context(|| format!("could not read {out}"))?
-        .len();
-    Ok(Some(len))
 }
 
 /// The emulated server: killed when dropped unless it has exited.
