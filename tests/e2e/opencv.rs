@@ -163,3 +163,31 @@ async fn opencv_record_xvid_re_encodes_like_the_legacy_client() {
         "no XVID fourcc in the file"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencv_view_in_a_highgui_window_records_and_ctrl_c_finishes_the_file() {
+    let server = crate::support::TestServer::start("sim:320x240@30").await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("viewed.avi");
+    let args = [
+        "view",
+        &server.addr,
+        "--window",
+        "opencv",
+        "--record",
+        file.to_str().unwrap(),
+    ];
+    let viewer = Edgecam::spawn_with(&args, |cmd| {
+        cmd.current_dir(dir.path())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .env("QT_QPA_PLATFORM", "offscreen");
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    viewer.signal("INT");
+    let out = viewer.finish();
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.contains(file.to_str().unwrap()), "{out:?}");
+    let seqs = crate::record::recorded_seqs(&file);
+    assert!(seqs.len() >= 10, "{seqs:?}");
+}

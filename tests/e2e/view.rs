@@ -100,6 +100,7 @@ async fn view_scripted(
         record: record.map(|name| dir.join(name)),
         dir: dir.to_owned(),
         peer: server.addr.clone(),
+        stop: tokio_util::sync::CancellationToken::new(),
     };
     let result = tokio::time::timeout(WAIT, view(client, &mut open, options))
         .await

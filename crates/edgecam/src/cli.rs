@@ -519,14 +519,23 @@ fn repair(file: &Path) -> Result<()> {
 async fn view(args: ViewArgs) -> Result<()> {
     #[cfg(feature = "window")]
     {
-        if !edgecam::view::has_display() {
+        // Checked before connecting. OpenCV's window checks for itself (it knows Qt's
+        // platforms, such as `QT_QPA_PLATFORM=offscreen`).
+        #[cfg(feature = "opencv")]
+        let check = args.window == WindowKind::Minifb;
+        #[cfg(not(feature = "opencv"))]
+        let check = true;
+        if check && !edgecam::view::has_display() {
             return Err(edgecam::view::ViewError::NoDisplay.into());
         }
         let client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+        let stop = CancellationToken::new();
+        cancel_on_signals(stop.clone());
         let options = edgecam::view::ViewOptions {
             record: args.record,
             dir: PathBuf::from("."),
             peer: client.peer().to_owned(),
+            stop,
         };
         let title = format!("edgecam {}", options.peer);
         let mut open = |width, height| -> Result<Box<dyn edgecam::view::Window>, _> {

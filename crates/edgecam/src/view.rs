@@ -13,6 +13,7 @@ use bytes::Bytes;
 use edgecam_core::recorder::{Recorder, RecorderError, RecordingSummary};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, Received};
 
@@ -134,6 +135,8 @@ pub struct ViewOptions {
     pub dir: PathBuf,
     /// The peer, for the window title.
     pub peer: String,
+    /// Cancelled (Ctrl-C): quit as Esc does.
+    pub stop: CancellationToken,
 }
 
 /// What a viewing session did.
@@ -179,13 +182,12 @@ pub async fn view(
         control_rx,
         latest_tx,
         status_tx,
-        options.record,
+        options.record.clone(),
     ));
     let mut summary = ViewSummary::default();
     let result = show(
         open_window,
-        &options.dir,
-        &options.peer,
+        &options,
         &mut latest,
         &mut status,
         &controls,
@@ -207,8 +209,7 @@ pub async fn view(
 /// The window loop; returns when the user quits or the receiving task has stopped.
 async fn show(
     open_window: &mut OpenWindow<'_>,
-    dir: &Path,
-    peer: &str,
+    options: &ViewOptions,
     latest: &mut watch::Receiver<Option<Received>>,
     status: &mut watch::Receiver<Status>,
     controls: &mpsc::UnboundedSender<Control>,
@@ -221,7 +222,10 @@ async fn show(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = options.stop.cancelled() => return Ok(()),
+        }
         // Closed: the receiving task ended (the server went away, or an error).
         if status.has_changed().is_err() {
             return Ok(());
@@ -256,11 +260,13 @@ async fn show(
                 Key::Quit => return Ok(()),
                 Key::ToggleStream => Control::ToggleStream,
                 Key::ToggleRecording => Control::ToggleRecording(
-                    dir.join(crate::stamped_file_name("video_stream", "avi")),
+                    options
+                        .dir
+                        .join(crate::stamped_file_name("video_stream", "avi")),
                 ),
                 Key::Snapshot => {
                     if let Some(jpeg) = &on_screen {
-                        summary.snapshots.push(snapshot(dir, jpeg)?);
+                        summary.snapshots.push(snapshot(&options.dir, jpeg)?);
                     }
                     continue;
                 }
@@ -269,7 +275,7 @@ async fn show(
                 return Ok(());
             }
         }
-        let now = title_for(peer, &status.borrow(), rate.fps());
+        let now = title_for(&options.peer, &status.borrow(), rate.fps());
         if now != title {
             w.set_title(&now);
             title = now;
