@@ -213,3 +213,82 @@ async fn a_server_that_goes_away_ends_the_view_with_its_error_and_keeps_the_reco
     let seqs = recorded_seqs(&dir.path().join("cut.avi"));
     assert!(seqs.len() >= 5, "{seqs:?}");
 }
+
+/// Xvfb on a display it picks itself; killed when dropped.
+struct Xvfb(std::process::Child, String);
+
+impl Xvfb {
+    /// `None` (and says so) where Xvfb is not installed.
+    fn start() -> Option<Xvfb> {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let mut child = match Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "800x600x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(_) => {
+                println!("skipped: Xvfb not installed (apt-get install xvfb)");
+                return None;
+            }
+        };
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let display = rx
+            .recv_timeout(WAIT)
+            .expect("Xvfb named no display in time");
+        Some(Xvfb(child, format!(":{}", display.trim())))
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_window_shows_the_stream_under_xvfb_and_ctrl_c_finishes_the_recording() {
+    let Some(xvfb) = Xvfb::start() else { return };
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("window.avi");
+    let args = ["view", &server.addr, "--record", file.to_str().unwrap()];
+    let viewer = crate::support::Edgecam::spawn_with(&args, |cmd| {
+        cmd.current_dir(dir.path())
+            .env("DISPLAY", &xvfb.1)
+            .env_remove("WAYLAND_DISPLAY");
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    viewer.signal("INT");
+    let out = viewer.finish();
+    assert!(out.status.success(), "{out:?}");
+    // "N frames received, M shown, 0 snapshots"
+    let shown: u64 = out
+        .stdout
+        .split(" shown")
+        .next()
+        .and_then(|head| head.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(shown >= 10, "{out:?}");
+    let seqs = recorded_seqs(&file);
+    assert!(seqs.len() >= 10, "{seqs:?}");
+    assert_increasing(&seqs);
+}
