@@ -1,6 +1,7 @@
-//! The `edgecam` command: `serve` a camera, `snap` single frames, `stream` from a server, and
-//! `bench` the whole path. All the work is in the `edgecam` library; this file parses flags,
-//! sets up logging and turns errors into messages.
+//! The `edgecam` command: `serve` a camera, `snap` single frames, `stream` from a server,
+//! `record` it, `repair` a cut-off recording, `view` it in a window, and `bench` the whole
+//! path. All the work is in the `edgecam` library; this file parses flags, sets up logging and
+//! turns errors into messages.
 
 mod bench;
 mod cli;
