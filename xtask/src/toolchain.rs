@@ -36,7 +36,7 @@ pub(crate) struct Missing {
 pub(crate) fn skip_reason(missing: &[Missing]) -> String {
     let what: Vec<&str> = missing.iter().map(|m| m.what.as_str()).collect();
     let install: Vec<&str> = missing.iter().map(|m| m.install.as_str()).collect();
-    format!("{} ({})", what.join(", "), install.join("; "))
+    format!("missing {} ({})", what.join(", "), install.join("; "))
 }
 
 /// The error message for a build that cannot start: every missing piece, one a line.
@@ -305,7 +305,7 @@ x86_64-unknown-linux-gnu (installed)
         ");
         assert_eq!(
             skip_reason(&missing[..2]),
-            "Rust target armv7-unknown-linux-gnueabihf, arm-linux-gnueabihf-gcc on the PATH \
+            "missing Rust target armv7-unknown-linux-gnueabihf, arm-linux-gnueabihf-gcc on the PATH \
              (rustup target add armv7-unknown-linux-gnueabihf; apt-get install gcc-arm-linux-gnueabihf)"
         );
     }
@@ -345,7 +345,7 @@ x86_64-unknown-linux-gnu (installed)
     fn the_emulator_check_names_qemu_user_and_the_armhf_libc() {
         assert_eq!(
             skip_reason(&bare(LIST).check_emulator()),
-            "qemu-arm on the PATH, the armhf C library (/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3) \
+            "missing qemu-arm on the PATH, the armhf C library (/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3) \
              (apt-get install qemu-user; apt-get install libc6-armhf-cross)"
         );
     }
