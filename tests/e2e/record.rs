@@ -215,3 +215,28 @@ async fn segments_roll_over_without_losing_a_frame() {
     assert_eq!(seqs.len(), 40);
     assert_consecutive(&seqs);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_goes_away_fails_the_recording_but_keeps_and_names_the_file() {
+    let server = TestServer::start(CAMERA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cut.avi");
+    let recorder = Edgecam::spawn(&["record", &server.addr, "-o", path_arg(&file)]);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.shutdown().await;
+    let out = recorder.finish();
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stderr.contains("error: "), "{out:?}");
+    let saved: usize = out
+        .stdout
+        .strip_prefix("saved ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{out:?}"));
+    assert!(out.stdout.contains(path_arg(&file)), "{out:?}");
+    // Playable as it is, with every frame it said it saved.
+    let seqs = recorded_seqs(&file);
+    assert_eq!(seqs.len(), saved);
+    assert!(saved >= 5, "{saved}");
+    assert_consecutive(&seqs);
+}

@@ -12,7 +12,7 @@ use edgecam::clock::SystemClock;
 use edgecam::encode::{Encoder, EncoderKind};
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
-use edgecam_core::recorder::Recorder;
+use edgecam_core::recorder::{Recorder, RecordingSummary};
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
 use edgecam_recorder::{AviConfig, AviRecorder, JpegDirRecorder, SegmentLimits, Segmented};
@@ -426,8 +426,8 @@ async fn record(args: RecordArgs) -> Result<()> {
             avi_recorder(path, args.segment_minutes, args.segment_size)
         }
     };
-    recorder.start().await?;
     let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    recorder.start().await?;
     let received = receive(
         &mut client,
         args.frames,
@@ -435,26 +435,32 @@ async fn record(args: RecordArgs) -> Result<()> {
         Some(recorder.as_mut()),
     )
     .await;
-    // Finished whatever happened, so that what is on disk is playable.
-    let summary = recorder.finish().await;
-    let (stats, drained) = received?;
-    let summary = summary?;
-    println!(
-        "{}",
-        summary_line(&stats.summary(), client.invalid_frames(), drained)
-    );
-    println!(
-        "saved {} frames ({:.1} MB) in {}{}",
-        summary.frames,
-        summary.bytes as f64 / 1e6,
-        summary.path.display(),
-        if segmented {
+    // Finished whatever happened, so that what is on disk is playable, and said where it is.
+    let finished = recorder.finish().await;
+    if let Ok((stats, drained)) = &received {
+        let summary = summary_line(&stats.summary(), client.invalid_frames(), *drained);
+        println!("{summary}");
+    }
+    if let Ok(summary) = &finished {
+        let more = if segmented {
             " and the segments after it"
         } else {
             ""
-        }
-    );
+        };
+        println!("{}{more}", saved_line(summary));
+    }
+    received?;
+    finished?;
     Ok(())
+}
+
+fn saved_line(summary: &RecordingSummary) -> String {
+    format!(
+        "saved {} frames ({:.1} MB) in {}",
+        summary.frames,
+        summary.bytes as f64 / 1e6,
+        summary.path.display()
+    )
 }
 
 /// An AVI recorder for `path`, split into `path-001.avi`, `path-002.avi`, ... when a segment
@@ -554,13 +560,8 @@ async fn view(args: ViewArgs) -> Result<()> {
             summary.shown,
             summary.snapshots.len()
         );
-        for r in &summary.recordings {
-            println!(
-                "saved {} frames ({:.1} MB) in {}",
-                r.frames,
-                r.bytes as f64 / 1e6,
-                r.path.display()
-            );
+        for recording in &summary.recordings {
+            println!("{}", saved_line(recording));
         }
         Ok(())
     }
