@@ -183,7 +183,7 @@ async fn opencv_view_in_a_highgui_window_records_and_ctrl_c_finishes_the_file() 
             .env_remove("WAYLAND_DISPLAY")
             .env("QT_QPA_PLATFORM", "offscreen");
     });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::record::wait_for_frames(&file, 10).await;
     viewer.signal("INT");
     let out = viewer.finish();
     assert!(out.status.success(), "{out:?}");

@@ -33,6 +33,23 @@ fn assert_consecutive(seqs: &[u64]) {
     );
 }
 
+/// Waits (bounded by WAIT) until `path` holds at least `n` whole frames.
+pub async fn wait_for_frames(path: &Path, n: usize) {
+    let deadline = std::time::Instant::now() + crate::support::WAIT;
+    loop {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        if whole_frame_chunks(&bytes) >= n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} did not reach {n} frames in time",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn path_arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
@@ -90,7 +107,7 @@ async fn ctrl_c_finishes_the_file_and_prints_its_summary() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("interrupted.avi");
     let recorder = Edgecam::spawn(&["record", &server.addr, "-o", path_arg(&file)]);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    wait_for_frames(&file, 10).await;
     recorder.signal("INT");
     let out = recorder.finish();
     assert!(out.status.success(), "{out:?}");
@@ -136,7 +153,7 @@ async fn a_killed_recording_is_repaired_with_every_frame_that_reached_the_disk()
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("killed.avi");
     let recorder = Edgecam::spawn(&["record", &server.addr, "-o", path_arg(&file)]);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for_frames(&file, 10).await;
     recorder.signal("KILL");
     let out = recorder.finish();
     assert!(!out.status.success(), "{out:?}");
@@ -222,7 +239,7 @@ async fn a_server_that_goes_away_fails_the_recording_but_keeps_and_names_the_fil
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cut.avi");
     let recorder = Edgecam::spawn(&["record", &server.addr, "-o", path_arg(&file)]);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    wait_for_frames(&file, 5).await;
     server.shutdown().await;
     let out = recorder.finish();
     assert!(!out.status.success(), "{out:?}");

@@ -200,18 +200,18 @@ async fn a_server_that_goes_away_ends_the_view_with_its_error_and_keeps_the_reco
     let server = TestServer::start(CAMERA).await;
     let dir = tempfile::tempdir().unwrap();
     let stopper = server.stop.clone();
-    let script = vec![(When::Shown(5), Key::Snapshot)];
-    let viewing = view_scripted(&server, script, dir.path(), Some("cut.avi"));
+    let viewing = view_scripted(&server, Vec::new(), dir.path(), Some("cut.avi"));
+    let cut = dir.path().join("cut.avi");
     let stopping = async {
-        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        crate::record::wait_for_frames(&cut, 8).await;
         stopper.cancel();
     };
     let ((result, seen), ()) = tokio::join!(viewing, stopping);
     let err = result.unwrap_err();
     assert!(matches!(err, ViewError::Client(_)), "{err:?}");
-    assert!(seen.shown >= 5);
-    let seqs = recorded_seqs(&dir.path().join("cut.avi"));
-    assert!(seqs.len() >= 5, "{seqs:?}");
+    assert!(seen.shown >= 1);
+    let seqs = recorded_seqs(&cut);
+    assert!(seqs.len() >= 8, "{seqs:?}");
 }
 
 /// Xvfb on a display it picks itself; killed when dropped.
@@ -275,7 +275,7 @@ async fn the_real_window_shows_the_stream_under_xvfb_and_ctrl_c_finishes_the_rec
             .env("DISPLAY", &xvfb.1)
             .env_remove("WAYLAND_DISPLAY");
     });
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    crate::record::wait_for_frames(&file, 20).await;
     viewer.signal("INT");
     let out = viewer.finish();
     assert!(out.status.success(), "{out:?}");
@@ -287,8 +287,9 @@ async fn the_real_window_shows_the_stream_under_xvfb_and_ctrl_c_finishes_the_rec
         .and_then(|head| head.rsplit(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{out:?}"));
-    assert!(shown >= 10, "{out:?}");
+    // The window shows the newest frame each time it draws; most of them here.
+    assert!(shown >= 5, "{out:?}");
     let seqs = recorded_seqs(&file);
-    assert!(seqs.len() >= 10, "{seqs:?}");
+    assert!(seqs.len() >= 20, "{seqs:?}");
     assert_increasing(&seqs);
 }
