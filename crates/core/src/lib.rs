@@ -13,6 +13,7 @@ pub mod frame;
 pub mod jpeg;
 pub mod recorder;
 pub mod session;
+pub mod spec;
 pub mod time;
 pub mod transport;
 

@@ -1,10 +1,16 @@
-//! The [`Camera`] trait: where frames come from.
+//! The [`Camera`] trait: where frames come from; what they are ([`Image`]); and the
+//! [`CameraRegistry`] that turns a spec (`sim:640x480@30`, `exec:...`) into a camera.
 
-use bytes::Bytes;
 use thiserror::Error;
 
 use crate::BoxError;
 use crate::time::Timestamp;
+
+mod image;
+mod registry;
+
+pub use image::{Image, ImageError, PixelFormat};
+pub use registry::{CameraContext, CameraKind, CameraRegistry};
 
 /// What a camera can do, as far as the server needs to know. Read it after [`Camera::open`].
 #[derive(Debug, Clone, PartialEq)]
@@ -15,44 +21,17 @@ pub struct Capabilities {
     pub height: u32,
     /// The frame rate the camera paces itself to; `None` when it delivers as fast as asked.
     pub fps: Option<f64>,
-    /// Whether frames arrive already JPEG-encoded (they are then passed through untouched).
-    pub delivers_jpeg: bool,
+    /// What its frames are: JPEG is passed through, raw formats are encoded once.
+    pub format: PixelFormat,
 }
 
 impl Capabilities {
-    pub fn new(width: u32, height: u32) -> Self {
+    pub fn new(width: u32, height: u32, format: PixelFormat) -> Self {
         Capabilities {
             width,
             height,
             fps: None,
-            delivers_jpeg: false,
-        }
-    }
-}
-
-/// Pixels as a camera delivers them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Image {
-    /// Packed 8-bit RGB, `width * height * 3` bytes, rows top to bottom.
-    Rgb8 {
-        width: u32,
-        height: u32,
-        pixels: Vec<u8>,
-    },
-    /// An already encoded JPEG, passed through without re-encoding.
-    Jpeg {
-        width: u32,
-        height: u32,
-        data: Bytes,
-    },
-}
-
-impl Image {
-    pub fn size(&self) -> (u32, u32) {
-        match self {
-            Image::Rgb8 { width, height, .. } | Image::Jpeg { width, height, .. } => {
-                (*width, *height)
-            }
+            format,
         }
     }
 }
@@ -87,6 +66,12 @@ pub enum CameraError {
     /// The device went away (unplugged, file ended); it may come back after `open`.
     #[error("camera {device} is gone; it will be reopened")]
     Disconnected { device: String },
+    #[error("camera {device} delivered an unusable frame")]
+    Image {
+        device: String,
+        #[source]
+        source: ImageError,
+    },
     #[error("camera {device} was used before `open`")]
     NotOpen { device: String },
 }
