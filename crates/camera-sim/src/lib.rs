@@ -35,6 +35,7 @@
 
 mod camera;
 mod config;
+mod natural;
 mod pattern;
 
 pub use camera::SimCamera;
