@@ -1,11 +1,18 @@
 //! Reading and annotating JPEG bytes without decoding them: picture size from the SOF marker,
 //! and the frame stamp (sequence number and capture time) carried in a COM segment that every
-//! decoder ignores.
+//! decoder ignores; making camera JPEGs ready to serve as they are ([`prepare_passthrough`]).
 
 use crate::time::Timestamp;
 
+mod passthrough;
+#[cfg(test)]
+mod testing;
+
+pub use passthrough::{has_huffman_tables, prepare_passthrough};
+
 const SOI: [u8; 2] = [0xFF, 0xD8];
 const TEM: u8 = 0x01;
+const DHT: u8 = 0xC4;
 const EOI: u8 = 0xD9;
 const SOS: u8 = 0xDA;
 const COM: u8 = 0xFE;
