@@ -1,14 +1,17 @@
 //! Reading and annotating JPEG bytes without decoding them: picture size from the SOF marker,
 //! and the frame stamp (sequence number and capture time) carried in a COM segment that every
-//! decoder ignores; making camera JPEGs ready to serve as they are ([`prepare_passthrough`]).
+//! decoder ignores; splitting the concatenated JPEGs a camera pipe carries ([`JpegSplitter`]);
+//! making camera JPEGs ready to serve as they are ([`prepare_passthrough`]).
 
 use crate::time::Timestamp;
 
 mod passthrough;
+mod split;
 #[cfg(test)]
 mod testing;
 
 pub use passthrough::{has_huffman_tables, prepare_passthrough};
+pub use split::{JpegSplitter, SplitError};
 
 const SOI: [u8; 2] = [0xFF, 0xD8];
 const TEM: u8 = 0x01;
