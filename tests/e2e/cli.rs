@@ -46,7 +46,7 @@ fn error_messages() {
     std::fs::write(dir.path().join("not.avi"), b"RIFF\x04\x00\x00\x00WAVE").unwrap();
     let cases: [(&str, &[&str]); 13] = [
         ("unknown_camera", &["serve", "--camera", "foo"]),
-        ("bad_sim_spec", &["serve", "--camera", "sim:641x480"]),
+        ("bad_sim_spec", &["serve", "--camera", "sim:0x480"]),
         ("opencv_without_opencv", &["serve", "--camera", "opencv:0"]),
         ("connection_refused", &["snap", "127.0.0.1:1"]),
         ("stream_without_length", &["stream", "127.0.0.1:1"]),
@@ -93,7 +93,7 @@ fn error_messages() {
 fn serve_snap_stream_then_sigterm() {
     let (serve, first) = serve(CAMERA);
     let (banner, addr) = first.rsplit_once(" on ").unwrap();
-    assert_eq!(banner, "edgecam serving sim:160x120@30 (160x120)");
+    assert_eq!(banner, "edgecam serving sim:160x120@30 (160x120 rgb24)");
     let port = addr
         .strip_prefix("127.0.0.1:")
         .expect("not a loopback address");
@@ -202,7 +202,7 @@ fn stream_seconds_ends_on_time_while_the_camera_stalls() {
         "--bind",
         "127.0.0.1:0",
         "--camera",
-        "sim:160x120@30?stall_after=3&stall_ms=20000",
+        "sim:160x120@30#stall_after=3&stall_ms=20000",
     ]);
     let first = serve.stdout_line();
     let (_, addr) = first.rsplit_once(" on ").unwrap();

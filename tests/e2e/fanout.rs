@@ -200,7 +200,7 @@ async fn streams_share_one_capture_and_one_encoding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_errors_lose_frames_but_not_the_stream() {
-    let server = TestServer::start("sim:320x240@30?error_every=3").await;
+    let server = TestServer::start("sim:320x240@30#error_every=3").await;
     let mut client = server.streamer().await;
     let seqs = client.seqs(12).await;
     assert_increasing(&seqs);
@@ -209,7 +209,7 @@ async fn read_errors_lose_frames_but_not_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnected_camera_is_reopened() {
-    let server = TestServer::start("sim:320x240@30?fail_after=5").await;
+    let server = TestServer::start("sim:320x240@30#fail_after=5").await;
     let mut client = server.connect().await;
     client.send(b"3").await;
     let deadline = Instant::now() + WAIT;
@@ -225,7 +225,7 @@ async fn a_disconnected_camera_is_reopened() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unplugged_camera_sends_no_signal_until_it_is_back() {
     // Unplugged after frame 5 for 2.5 s: "NO SIGNAL" right away, then once a second.
-    let server = TestServer::start("sim:320x240@30?fail_after=5&down_ms=2500").await;
+    let server = TestServer::start("sim:320x240@30#fail_after=5&down_ms=2500").await;
     let mut client = server.streamer().await;
     let deadline = Instant::now() + WAIT;
     // (stamped seq, seq the sim drew in the picture, when received)
@@ -267,14 +267,14 @@ async fn an_unplugged_camera_sends_no_signal_until_it_is_back() {
     assert!(last_gone < first_back, "{received:?}");
 }
 
-/// The picture size of `sim:320x240@30?vary`'s frame `seq`.
+/// The picture size of `sim:320x240@30#vary`'s frame `seq`.
 fn vary_size(seq: u64) -> (u16, u16) {
     if seq % 2 == 0 { (160, 120) } else { (320, 240) }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frames_may_change_size() {
-    let server = TestServer::start("sim:320x240@30?vary").await;
+    let server = TestServer::start("sim:320x240@30#vary").await;
     let mut client = server.streamer().await;
     let mut sizes = BTreeSet::new();
     for (seq, frame) in numbered(&mut client, 6).await {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use edgecam::clock::SystemClock;
-use edgecam::encode::{Encoder, EncoderKind};
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::codec::FrameDecoder;
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
+use edgecam_encode::{Encoder, Passthrough, RustBackend};
 use edgecam_transport_tcp::TcpTransport;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,10 +26,6 @@ pub fn config() -> ServerConfig {
         max_clients: 32,
         send_timeout: Duration::from_secs(2),
         stats_interval: None,
-        encoder: Encoder {
-            kind: EncoderKind::Rust,
-            quality: 75,
-        },
     }
 }
 
@@ -51,7 +47,8 @@ impl TestServer {
         let camera = Box::new(edgecam_camera_sim::SimCamera::new(sim, clock.clone()));
         let transport = TcpTransport::bind("127.0.0.1:0").await.unwrap();
         let stop = CancellationToken::new();
-        let server = Server::start(transport, camera, clock, config, stop.clone())
+        let encoder = Encoder::new(Box::new(RustBackend), 75, Passthrough::Stamped);
+        let server = Server::start(transport, camera, encoder, clock, config, stop.clone())
             .await
             .unwrap();
         let addr = server.local_addr();

@@ -960,8 +960,8 @@ remote_path = "/opt/edgecam/bin/edgecam"
     fn words_are_quoted_for_the_shell_and_for_systemd() {
         assert_eq!(shell_quote("sim:640x480@30"), "sim:640x480@30");
         assert_eq!(
-            shell_quote("sim:640x480@30?stall_ms=5"),
-            "'sim:640x480@30?stall_ms=5'"
+            shell_quote("sim:640x480@30#stall_ms=5"),
+            "'sim:640x480@30#stall_ms=5'"
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");

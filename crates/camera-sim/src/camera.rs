@@ -5,13 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edgecam_core::camera::{Camera, CameraError, Capabilities, Captured, Image};
+use edgecam_core::camera::{Camera, CameraError, Capabilities, Captured, Image, PixelFormat};
 use edgecam_core::time::{Clock, Timestamp};
 
-use crate::config::SimConfig;
-use crate::pattern::Pattern;
+use crate::config::{Scene, SimConfig};
+use crate::natural::NaturalScene;
+use crate::pattern::{Pattern, draw_seq};
 
-/// A synthetic camera: a deterministic moving test pattern as [`Image::Rgb8`] frames, paced by
+/// A synthetic camera: a deterministic moving picture as packed RGB24 [`Image`]s, paced by
 /// the [`Clock`] it is given, with the faults its [`SimConfig`] asks for.
 ///
 /// Pace: with `fps > 0`, frame `k` after `open` is due at `open time + k / fps` (computed from
@@ -27,9 +28,9 @@ pub struct SimCamera {
     config: SimConfig,
     name: String,
     clock: Arc<dyn Clock>,
-    full: Pattern,
+    full: Picture,
     /// The `W/2 x H/2` frames of `vary`.
-    half: Option<Pattern>,
+    half: Option<Picture>,
     /// The last seq produced (delivered or lost); 0 before the first frame.
     seq: u64,
     /// `Some` while open.
@@ -52,11 +53,11 @@ struct Schedule {
 impl SimCamera {
     /// A closed camera; the test pattern is precomputed here so that frames are cheap.
     pub fn new(config: SimConfig, clock: Arc<dyn Clock>) -> SimCamera {
-        let full = Pattern::new(config.width(), config.height());
+        let full = Picture::new(config.scene(), config.width(), config.height());
         let half = config
             .faults()
             .vary
-            .then(|| Pattern::new(config.width() / 2, config.height() / 2));
+            .then(|| Picture::new(config.scene(), config.width() / 2, config.height() / 2));
         SimCamera {
             name: config.to_string(),
             config,
@@ -81,10 +82,50 @@ impl SimCamera {
     }
 
     fn capabilities_when_open(&self) -> Capabilities {
-        let mut capabilities = Capabilities::new(self.config.width(), self.config.height());
+        let mut capabilities = Capabilities::new(
+            self.config.width(),
+            self.config.height(),
+            PixelFormat::Rgb24,
+        );
         capabilities.fps = self.fps();
-        capabilities.delivers_jpeg = false;
         capabilities
+    }
+}
+
+/// The frames of one size and scene, ready to render.
+#[derive(Debug)]
+enum Picture {
+    Pattern(Pattern),
+    Natural(NaturalScene),
+}
+
+impl Picture {
+    fn new(scene: Scene, width: u32, height: u32) -> Picture {
+        match scene {
+            Scene::Pattern => Picture::Pattern(Pattern::new(width, height)),
+            Scene::Natural => Picture::Natural(NaturalScene::new(width, height)),
+        }
+    }
+
+    fn size(&self) -> (u32, u32) {
+        match self {
+            Picture::Pattern(p) => (p.width(), p.height()),
+            Picture::Natural(n) => (n.width(), n.height()),
+        }
+    }
+
+    /// Frame `seq`, packed RGB24, with the seq block drawn in.
+    fn render(&self, seq: u64) -> Vec<u8> {
+        match self {
+            Picture::Pattern(pattern) => pattern.render(seq),
+            Picture::Natural(scene) => {
+                let (w, h) = (scene.width() as usize, scene.height() as usize);
+                let mut rgb = vec![0; w * h * 3];
+                scene.render(seq, &mut rgb);
+                draw_seq(&mut rgb, w, h, seq);
+                rgb
+            }
+        }
     }
 }
 
@@ -97,7 +138,7 @@ fn frame_offset(index: u64, fps: f64) -> Duration {
 
 #[async_trait]
 impl Camera for SimCamera {
-    /// The canonical spec, e.g. `sim:640x480@30?vary`.
+    /// The canonical spec, e.g. `sim:640x480@30#vary`.
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -194,18 +235,21 @@ impl Camera for SimCamera {
                 });
             }
         }
-        let pattern = match &self.half {
+        let picture = match &self.half {
             Some(half) if seq % 2 == 0 => half,
             _ => &self.full,
         };
+        let (width, height) = picture.size();
+        let image = Image::packed(PixelFormat::Rgb24, width, height, picture.render(seq)).map_err(
+            |source| CameraError::Image {
+                device: self.name.clone(),
+                source,
+            },
+        )?;
         Ok(Captured {
             seq,
             captured_at,
-            image: Image::Rgb8 {
-                width: pattern.width(),
-                height: pattern.height(),
-                pixels: pattern.render(seq),
-            },
+            image,
         })
     }
 
@@ -243,14 +287,10 @@ mod tests {
     }
 
     fn pixels(captured: &Captured) -> (u32, u32, &[u8]) {
-        match &captured.image {
-            Image::Rgb8 {
-                width,
-                height,
-                pixels,
-            } => (*width, *height, pixels),
-            Image::Jpeg { .. } => panic!("the sim camera delivers raw pixels"),
-        }
+        let image = &captured.image;
+        assert_eq!(image.format(), PixelFormat::Rgb24);
+        assert!(image.is_packed());
+        (image.width(), image.height(), image.data())
     }
 
     #[tokio::test]
@@ -285,13 +325,13 @@ mod tests {
 
     #[tokio::test]
     async fn capabilities_and_name() {
-        let (mut camera, _) = sim("sim:1280x720@7.5?vary");
-        assert_eq!(camera.name(), "sim:1280x720@7.5?vary");
+        let (mut camera, _) = sim("sim:1280x720@7.5#vary");
+        assert_eq!(camera.name(), "sim:1280x720@7.5#vary");
         let opened = camera.open().await.unwrap();
-        let mut expected = Capabilities::new(1280, 720);
+        let mut expected = Capabilities::new(1280, 720, PixelFormat::Rgb24);
         expected.fps = Some(7.5);
         assert_eq!(opened, expected);
-        assert!(!opened.delivers_jpeg);
+        assert_eq!(opened.format, PixelFormat::Rgb24);
         assert_eq!(camera.capabilities(), Some(expected));
 
         let (mut unpaced, _) = sim("sim:640x480@0");
@@ -414,14 +454,14 @@ mod tests {
 
     #[tokio::test]
     async fn fail_after_disconnects_once_then_works_after_reopen() {
-        let (mut camera, clock) = sim("sim:640x480@10?fail_after=3");
+        let (mut camera, clock) = sim("sim:640x480@10#fail_after=3");
         camera.open().await.unwrap();
         for seq in 1..=3 {
             assert_eq!(frame(&mut camera).await.seq, seq);
         }
         let err = camera.next_frame().await.unwrap_err();
         assert!(
-            matches!(&err, CameraError::Disconnected { device } if device == "sim:640x480@10?fail_after=3"),
+            matches!(&err, CameraError::Disconnected { device } if device == "sim:640x480@10#fail_after=3"),
             "{err:?}"
         );
         assert_eq!(
@@ -446,7 +486,7 @@ mod tests {
 
     #[tokio::test]
     async fn down_ms_keeps_the_camera_unplugged_for_that_long() {
-        let (mut camera, clock) = sim("sim:640x480@10?fail_after=1&down_ms=500");
+        let (mut camera, clock) = sim("sim:640x480@10#fail_after=1&down_ms=500");
         camera.open().await.unwrap();
         assert_eq!(frame(&mut camera).await.seq, 1);
         assert!(matches!(
@@ -456,7 +496,7 @@ mod tests {
         clock.advance(Duration::from_millis(499));
         let err = camera.open().await.unwrap_err();
         assert!(
-            matches!(&err, CameraError::Open { device, .. } if device == "sim:640x480@10?fail_after=1&down_ms=500"),
+            matches!(&err, CameraError::Open { device, .. } if device == "sim:640x480@10#fail_after=1&down_ms=500"),
             "{err:?}"
         );
         clock.advance(Duration::from_millis(1));
@@ -466,7 +506,7 @@ mod tests {
 
     #[tokio::test]
     async fn fail_after_zero_disconnects_before_the_first_frame() {
-        let (mut camera, _) = sim("sim:640x480@30?fail_after=0");
+        let (mut camera, _) = sim("sim:640x480@30#fail_after=0");
         camera.open().await.unwrap();
         assert!(matches!(
             camera.next_frame().await,
@@ -478,14 +518,14 @@ mod tests {
 
     #[tokio::test]
     async fn error_every_loses_frames_and_leaves_a_gap() {
-        let (mut camera, _) = sim("sim:640x480@10?error_every=3");
+        let (mut camera, _) = sim("sim:640x480@10#error_every=3");
         camera.open().await.unwrap();
         let mut outcomes = Vec::new();
         for _ in 0..7 {
             outcomes.push(match camera.next_frame().await {
                 Ok(captured) => Ok((captured.seq, captured.captured_at)),
                 Err(CameraError::Read { device, source }) => {
-                    assert_eq!(device, "sim:640x480@10?error_every=3");
+                    assert_eq!(device, "sim:640x480@10#error_every=3");
                     Err(source.to_string())
                 }
                 Err(other) => panic!("unexpected {other:?}"),
@@ -518,7 +558,7 @@ mod tests {
 
     #[tokio::test]
     async fn stall_delays_one_frame_once() {
-        let (mut camera, _) = sim("sim:640x480@10?stall_after=2&stall_ms=250");
+        let (mut camera, _) = sim("sim:640x480@10#stall_after=2&stall_ms=250");
         camera.open().await.unwrap();
         let mut times = Vec::new();
         for _ in 0..5 {
@@ -540,7 +580,7 @@ mod tests {
 
     #[tokio::test]
     async fn stall_without_pacing() {
-        let (mut camera, _) = sim("sim:640x480@0?stall_after=0&stall_ms=40");
+        let (mut camera, _) = sim("sim:640x480@0#stall_after=0&stall_ms=40");
         camera.open().await.unwrap();
         assert_eq!(frame(&mut camera).await.captured_at, at(40_000));
         assert_eq!(frame(&mut camera).await.captured_at, at(40_000));
@@ -548,8 +588,11 @@ mod tests {
 
     #[tokio::test]
     async fn vary_alternates_full_and_half_size() {
-        let (mut camera, _) = sim("sim:640x480@0?vary");
-        assert_eq!(camera.open().await.unwrap(), Capabilities::new(640, 480));
+        let (mut camera, _) = sim("sim:640x480@0#vary");
+        assert_eq!(
+            camera.open().await.unwrap(),
+            Capabilities::new(640, 480, PixelFormat::Rgb24)
+        );
         for seq in 1..=6u64 {
             let captured = frame(&mut camera).await;
             let (w, h, p) = pixels(&captured);
@@ -557,6 +600,23 @@ mod tests {
             assert_eq!((w, h), expected, "seq {seq}");
             assert_eq!(p.len(), w as usize * h as usize * 3);
             assert_eq!(read_seq(p, w, h), Some(seq));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_natural_scene_carries_the_seq_and_is_not_the_pattern() {
+        let (mut natural, _) = sim("sim:160x120@0#scene=natural");
+        let (mut pattern, _) = sim("sim:160x120@0");
+        assert_eq!(natural.name(), "sim:160x120@0#scene=natural");
+        natural.open().await.unwrap();
+        pattern.open().await.unwrap();
+        for seq in 1..=3 {
+            let n = frame(&mut natural).await;
+            let p = frame(&mut pattern).await;
+            let (w, h, natural_pixels) = pixels(&n);
+            assert_eq!((w, h), (160, 120));
+            assert_eq!(read_seq(natural_pixels, w, h), Some(seq));
+            assert_ne!(natural_pixels, pixels(&p).2, "seq {seq}");
         }
     }
 

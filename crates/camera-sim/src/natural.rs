@@ -91,12 +91,10 @@ impl NaturalScene {
         }
     }
 
-    #[cfg(test)]
     pub(crate) fn width(&self) -> u32 {
         self.width
     }
 
-    #[cfg(test)]
     pub(crate) fn height(&self) -> u32 {
         self.height
     }
@@ -188,16 +186,6 @@ impl NaturalScene {
             }
         }
     }
-}
-
-/// Renders frame `seq` of the natural scene into `rgb` (packed RGB24, `width * height * 3`
-/// bytes, rows top to bottom; the caller allocates).
-///
-/// This computes the still layers afresh on every call; a camera that renders many frames of one
-/// size should keep a [`NaturalScene`] and call [`NaturalScene::render`] instead.
-#[allow(dead_code)] // wired into the camera by its owner
-pub(crate) fn render_natural(width: u32, height: u32, seq: u64, rgb: &mut [u8]) {
-    NaturalScene::new(width, height).render(seq, rgb);
 }
 
 fn frame_len(width: u32, height: u32) -> usize {
@@ -533,13 +521,6 @@ mod tests {
         for seq in [0, 1, 77, u64::MAX] {
             assert_eq!(frame(&a, seq), frame(&b, seq), "seq {seq}");
         }
-        let mut rgb = vec![0; frame_len(160, 120)];
-        render_natural(160, 120, 77, &mut rgb);
-        assert_eq!(
-            rgb,
-            frame(&a, 77),
-            "render_natural matches NaturalScene::render"
-        );
     }
 
     #[test]

@@ -151,7 +151,8 @@ fn cell_value(gx: usize, gy: usize, seq: u64) -> u8 {
     if (seq >> (63 - bit)) & 1 == 1 { 255 } else { 0 }
 }
 
-fn draw_seq(pixels: &mut [u8], width: usize, height: usize, seq: u64) {
+/// Draws the seq block into packed RGB24 `pixels` of `width x height`.
+pub(crate) fn draw_seq(pixels: &mut [u8], width: usize, height: usize, seq: u64) {
     let Some(cell) = cell_size(width, height) else {
         return;
     };
@@ -167,7 +168,7 @@ fn draw_seq(pixels: &mut [u8], width: usize, height: usize, seq: u64) {
 }
 
 /// Reads back the seq drawn into a frame by the sim camera, from packed RGB `pixels` of
-/// `width x height` (as in [`Image::Rgb8`](edgecam_core::camera::Image::Rgb8)).
+/// `width x height` (packed RGB24, as the sim camera's frames are).
 ///
 /// Returns `None` when the buffer is not `width * height * 3` bytes, the frame is too small to
 /// carry the block (under 10 px on a side), or the corner does not hold a well-formed block.

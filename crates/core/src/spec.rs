@@ -242,7 +242,9 @@ mod tests {
         assert_eq!(parse_size("1280x720"), Ok((1280, 720)));
         assert_eq!(parse_size("1x1"), Ok((1, 1)));
         assert_eq!(parse_size("7680x4320"), Ok((7680, 4320)));
-        for bad in ["", "640", "0x480", "640x0", "7681x1", "1x4321", "+6x4", "6x4x", "x"] {
+        for bad in [
+            "", "640", "0x480", "640x0", "7681x1", "1x4321", "+6x4", "6x4x", "x",
+        ] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_fps("30"), Ok(30.0));

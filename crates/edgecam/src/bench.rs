@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary, percentile};
 use edgecam::clock::SystemClock;
-use edgecam::encode::{Encoder, EncoderKind};
 use edgecam_core::frame::Frame;
 use edgecam_core::time::Clock;
 use edgecam_recorder::{AviConfig, AviWriter};
@@ -27,12 +26,8 @@ pub struct BenchArgs {
     /// Single shots for the round-trip latency figure.
     #[arg(long, default_value_t = 100)]
     shots: usize,
-    /// JPEG quality.
-    #[arg(long, default_value_t = 80)]
-    quality: u8,
-    /// JPEG encoder.
-    #[arg(long, value_enum, default_value_t = EncoderKind::default())]
-    encoder: EncoderKind,
+    #[command(flatten)]
+    encode: crate::cli::EncodeArgs,
 }
 
 /// Linux's USER_HZ, the unit of utime/stime in /proc/PID/stat.
@@ -45,8 +40,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     println!(
         "edgecam bench: encoder {:?}, quality {}, {} s per streaming figure, {} cores",
-        args.encoder,
-        args.quality,
+        args.encode.encoder,
+        args.encode.quality,
         args.seconds,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
@@ -126,13 +121,9 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
 /// frames.
 async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Frame>)> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock, args.quality)?;
+    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock)?;
     camera.open().await?;
-    let encoder = Encoder {
-        kind: args.encoder,
-        quality: args.quality,
-    };
-    encoder.check()?;
+    let mut encoder = args.encode.encoder()?;
     let count = 100;
     let (mut generate, mut encode) = (0.0, 0.0);
     let mut frames = Vec::with_capacity(count);
@@ -178,7 +169,7 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
     let (avi_cpu, avi_wall, bytes) = result?;
     let avi_ms = avi_cpu * 1000.0 / RECORDED as f64;
 
-    let quality = args.quality;
+    let quality = args.encode.quality;
     let (decode_ms, reencode_ms) = per_frame_ms(frames, |jpeg| {
         let t = thread_cpu_seconds()?;
         let picture = edgecam::view::decode(jpeg)?;
@@ -299,13 +290,15 @@ impl ServerProcess {
         let exe = std::env::current_exe().context("finding the edgecam executable")?;
         let mut child = Command::new(exe)
             .args(["serve", "--bind", "127.0.0.1:0", "--stats-interval", "0"])
-            .args(["--camera", camera, "--quality", &args.quality.to_string()])
+            .args([
+                "--camera",
+                camera,
+                "--quality",
+                &args.encode.quality.to_string(),
+            ])
             .args(["--send-timeout", "2"])
             .arg("--encoder")
-            .arg(
-                clap::ValueEnum::to_possible_value(&args.encoder)
-                    .map_or_else(|| "rust".to_owned(), |v| v.get_name().to_owned()),
-            )
+            .arg(&args.encode.encoder)
             .env(
                 "RUST_LOG",
                 std::env::var("EDGECAM_BENCH_SERVER_LOG").unwrap_or_else(|_| "error".to_owned()),

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use edgecam_core::camera::{Camera, CameraError, Captured, Image};
+use edgecam_core::camera::{Camera, CameraError, Captured, Image, PixelFormat};
 use edgecam_core::frame::Frame;
+use edgecam_core::time::Clock;
+use edgecam_encode::{EncodeError, Encoder};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use crate::encode::{EncodeError, Encoder};
 
 /// Counters the stats line reads.
 #[derive(Debug, Default)]
@@ -59,6 +59,8 @@ impl Demand {
 pub(crate) struct CaptureLoop {
     pub camera: Box<dyn Camera>,
     pub encoder: Encoder,
+    /// Stamps the "NO SIGNAL" pictures, on the same clock as the camera and the sessions.
+    pub clock: Arc<dyn Clock>,
     pub demand: Demand,
     pub frames: watch::Sender<Option<Frame>>,
     pub counters: Arc<CaptureCounters>,
@@ -150,7 +152,7 @@ impl CaptureLoop {
 
     /// Encodes (or passes through) `captured` under the next sequence number and publishes it.
     fn publish(
-        &self,
+        &mut self,
         published: &mut Published,
         mut captured: Captured,
     ) -> Result<(), EncodeError> {
@@ -171,19 +173,20 @@ impl CaptureLoop {
     }
 
     /// Publishes a "NO SIGNAL" picture of the last picture's size, when a session wants one.
-    fn publish_no_signal(&self, name: &str, published: &mut Published) {
+    fn publish_no_signal(&mut self, name: &str, published: &mut Published) {
         if !self.demand.is_wanted() {
             return;
         }
         let (width, height) = published.size.unwrap_or((640, 480));
+        let pixels = crate::no_signal::render(width, height);
+        let image = match Image::packed(PixelFormat::Rgb24, width, height, pixels) {
+            Ok(image) => image,
+            Err(e) => return self.count_error(name, &e),
+        };
         let captured = Captured {
             seq: published.last_seq.map_or(0, |seq| seq + 1),
-            captured_at: crate::clock::wall_now(),
-            image: Image::Rgb8 {
-                width,
-                height,
-                pixels: crate::no_signal::render(width, height),
-            },
+            captured_at: self.clock.now(),
+            image,
         };
         match self.publish(published, captured) {
             Ok(()) => {
@@ -236,11 +239,12 @@ impl CaptureLoop {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use edgecam_core::camera::{Capabilities, Captured, Image};
+    use edgecam_core::camera::Capabilities;
     use edgecam_core::time::Timestamp;
     use mockall::Sequence;
 
-    use crate::encode::EncoderKind;
+    use edgecam_core::time::ManualClock;
+    use edgecam_encode::{Passthrough, RustBackend};
 
     mockall::mock! {
         #[derive(Debug)]
@@ -259,11 +263,7 @@ mod tests {
         Ok(Captured {
             seq,
             captured_at: Timestamp(seq),
-            image: Image::Rgb8 {
-                width: 8,
-                height: 8,
-                pixels: vec![128; 8 * 8 * 3],
-            },
+            image: Image::packed(PixelFormat::Rgb24, 8, 8, vec![128; 8 * 8 * 3]).unwrap(),
         })
     }
 
@@ -285,16 +285,14 @@ mod tests {
     fn start(mut camera: MockCam, demand: Demand) -> Running {
         camera
             .expect_capabilities()
-            .return_const(Some(Capabilities::new(8, 8)));
+            .return_const(Some(Capabilities::new(8, 8, PixelFormat::Rgb24)));
         let (frames, published) = watch::channel(None);
         let counters = Arc::new(CaptureCounters::default());
         let stop = CancellationToken::new();
         let done = CaptureLoop {
             camera: Box::new(camera),
-            encoder: Encoder {
-                kind: EncoderKind::Rust,
-                quality: 80,
-            },
+            encoder: Encoder::new(Box::new(RustBackend), 80, Passthrough::Stamped),
+            clock: Arc::new(ManualClock::new(Timestamp(1))),
             demand,
             frames,
             counters: counters.clone(),
@@ -368,7 +366,7 @@ mod tests {
             .expect_open()
             .times(1)
             .in_sequence(&mut order)
-            .returning(|| Ok(Capabilities::new(8, 8)));
+            .returning(|| Ok(Capabilities::new(8, 8, PixelFormat::Rgb24)));
         camera
             .expect_next_frame()
             .in_sequence(&mut order)

@@ -5,16 +5,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary};
 use edgecam::clock::SystemClock;
-use edgecam::encode::{Encoder, EncoderKind};
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
+use edgecam_core::camera::CameraContext;
 use edgecam_core::recorder::{Recorder, RecordingSummary};
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
+use edgecam_encode::{Encoder, Passthrough};
 use edgecam_recorder::{AviConfig, AviRecorder, JpegDirRecorder, SegmentLimits, Segmented};
 use edgecam_transport_tcp::TcpTransport;
 use tokio_util::sync::CancellationToken;
@@ -53,16 +54,12 @@ struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:6810")]
     bind: String,
-    /// Camera to serve: sim[:WxH[@FPS]] (synthetic test pattern), e.g. sim:1280x720@30; in
-    /// builds with OpenCV also opencv:INDEX, opencv:/dev/videoN, opencv:FILE or opencv:URL.
+    /// Camera to serve, KIND[:SOURCE][#OPTIONS]: sim[:WxH[@FPS]] (synthetic), exec:COMMAND,
+    /// pipe:-|PATH, opencv:... in OpenCV builds. `--camera help` lists every kind with examples.
     #[arg(long, default_value = "sim:640x480@30")]
     camera: String,
-    /// JPEG quality, 1 to 100.
-    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
-    quality: u8,
-    /// JPEG encoder.
-    #[arg(long, value_enum, default_value_t = EncoderKind::default())]
-    encoder: EncoderKind,
+    #[command(flatten)]
+    encode: EncodeArgs,
     /// Connections beyond this many are refused.
     #[arg(long, default_value_t = 32)]
     max_clients: usize,
@@ -81,6 +78,40 @@ struct ServeArgs {
     /// Seconds between stats lines in the log (0: none).
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     stats_interval: Duration,
+}
+
+/// How frames become JPEGs; shared by `serve` and `bench`.
+#[derive(Debug, Args)]
+pub struct EncodeArgs {
+    /// JPEG quality, 1 to 100.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+    /// JPEG encoder: auto (the fastest this build has), turbo (libjpeg-turbo, in builds with
+    /// --features turbojpeg), opencv (in OpenCV builds) or rust.
+    #[arg(long, default_value = "auto")]
+    pub encoder: String,
+    /// JPEGs from the camera: `stamped` adds edgecam's seq/time comment (and the standard
+    /// Huffman tables where the camera left them out), `untouched` passes the bytes on as they are.
+    #[arg(long, value_enum, default_value_t = PassthroughArg::Stamped)]
+    pub passthrough: PassthroughArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PassthroughArg {
+    Stamped,
+    Untouched,
+}
+
+impl EncodeArgs {
+    /// The encoder these flags ask for; an encoder this build lacks is an error listing those it has.
+    pub fn encoder(&self) -> Result<Encoder> {
+        let backend = edgecam::backends::encoders().start(&self.encoder)?;
+        let passthrough = match self.passthrough {
+            PassthroughArg::Stamped => Passthrough::Stamped,
+            PassthroughArg::Untouched => Passthrough::Untouched,
+        };
+        Ok(Encoder::new(backend, self.quality, passthrough))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -262,39 +293,10 @@ fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
 
-/// The camera named by `spec`; `quality` is for cameras that encode themselves (OpenCV).
-pub fn camera(spec: &str, clock: Arc<dyn Clock>, quality: u8) -> Result<Box<dyn Camera>> {
-    let kind = spec.split_once([':', '?']).map_or(spec, |(kind, _)| kind);
-    match kind {
-        "sim" => {
-            let config: edgecam_camera_sim::SimConfig = spec.parse()?;
-            Ok(Box::new(edgecam_camera_sim::SimCamera::new(config, clock)))
-        }
-        #[cfg(feature = "opencv")]
-        "opencv" => {
-            let config: edgecam_camera_opencv::OpenCvConfig = spec.parse()?;
-            Ok(Box::new(edgecam_camera_opencv::OpenCvCamera::new(
-                config.with_quality(quality),
-                clock,
-            )))
-        }
-        #[cfg(not(feature = "opencv"))]
-        "opencv" => {
-            let _ = quality;
-            bail!(
-                "camera {spec:?} needs OpenCV, which this edgecam was built without; \
-                 use a sim: camera, or rebuild with `--features opencv` (see the README)"
-            )
-        }
-        _ => bail!("unknown camera {spec:?}: use {CAMERAS}"),
-    }
+/// The camera named by `spec`, not yet opened.
+pub fn camera(spec: &str, clock: Arc<dyn Clock>) -> Result<Box<dyn Camera>> {
+    Ok(edgecam::backends::cameras().create(spec, &CameraContext { clock })?)
 }
-
-#[cfg(feature = "opencv")]
-const CAMERAS: &str =
-    "sim[:WxH[@FPS]] (e.g. sim:640x480@30) or opencv[:INDEX|DEVICE|FILE|URL] (e.g. opencv:0)";
-#[cfg(not(feature = "opencv"))]
-const CAMERAS: &str = "sim[:WxH[@FPS]], e.g. sim:640x480@30";
 
 /// Ctrl-C and SIGTERM cancel `token`.
 fn cancel_on_signals(token: CancellationToken) {
@@ -321,13 +323,13 @@ fn cancel_on_signals(token: CancellationToken) {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let encoder = Encoder {
-        kind: args.encoder,
-        quality: args.quality,
-    };
-    encoder.check()?;
+    if args.camera == "help" {
+        print!("{}", edgecam::backends::cameras().help());
+        return Ok(());
+    }
+    let encoder = args.encode.encoder()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let camera = camera(&args.camera, clock.clone(), args.quality)?;
+    let camera = camera(&args.camera, clock.clone())?;
     let transport = TcpTransport::bind(&args.bind).await?;
     let config = ServerConfig {
         session: SessionConfig {
@@ -339,22 +341,23 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         send_timeout: args.send_timeout,
         stats_interval: nonzero(args.stats_interval),
-        encoder,
     };
     let stop = CancellationToken::new();
     cancel_on_signals(stop.clone());
-    let server = Server::start(transport, camera, clock, config, stop).await?;
+    tracing::info!(encoder = encoder.backend(), "JPEG encoder");
+    let server = Server::start(transport, camera, encoder, clock, config, stop).await?;
     let addr = server.local_addr();
     let caps = server.capabilities();
     let host = local_client_addr(&addr).unwrap_or(addr.clone());
     // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
     let _ = write!(
         std::io::stdout().lock(),
-        "edgecam serving {} ({}x{}) on {addr}\n  one frame:  edgecam snap {host} -o frame.jpg\n  \
+        "edgecam serving {} ({}x{} {}) on {addr}\n  one frame:  edgecam snap {host} -o frame.jpg\n  \
          stream:     edgecam stream {host} --seconds 10\n  stop:       Ctrl-C\n",
         server.camera_name(),
         caps.width,
-        caps.height
+        caps.height,
+        caps.format,
     );
     server.run().await;
     Ok(())

@@ -1,12 +1,12 @@
 //! The edgecam server and client, generic over the core traits: the capture loop that encodes
 //! each frame once, the server that fans frames out to sessions, the client that fetches and
-//! streams them, and the encoder and clock they use. The `edgecam` binary is a thin
+//! streams them, and the clock they use (encoding is `edgecam-encode`'s). The `edgecam` binary is a thin
 //! command-line front end to this library.
 
+pub mod backends;
 pub mod capture;
 pub mod client;
 pub mod clock;
-pub mod encode;
 pub mod no_signal;
 pub mod server;
 pub mod view;

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::capture::{CaptureCounters, CaptureLoop, Demand};
-use crate::encode::Encoder;
+use edgecam_encode::Encoder;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -28,7 +28,6 @@ pub struct ServerConfig {
     pub send_timeout: Duration,
     /// How often the stats line is logged; `None` for never.
     pub stats_interval: Option<Duration>,
-    pub encoder: Encoder,
 }
 
 #[derive(Debug, Error)]
@@ -77,6 +76,7 @@ impl<T: Transport> Server<T> {
     pub async fn start(
         transport: T,
         mut camera: Box<dyn Camera>,
+        encoder: Encoder,
         clock: Arc<dyn Clock>,
         config: ServerConfig,
         stop: CancellationToken,
@@ -88,7 +88,8 @@ impl<T: Transport> Server<T> {
         let demand = Demand::default();
         let capture_done = CaptureLoop {
             camera,
-            encoder: config.encoder,
+            encoder,
+            clock: clock.clone(),
             demand: demand.clone(),
             frames: frames_tx,
             counters: counters.clone(),

@@ -80,7 +80,9 @@ impl PixelFormat {
         }
         self.planes(width, height)
             .into_iter()
-            .try_fold(0usize, |sum, (row, rows)| sum.checked_add(row.checked_mul(rows)?))
+            .try_fold(0usize, |sum, (row, rows)| {
+                sum.checked_add(row.checked_mul(rows)?)
+            })
     }
 }
 
@@ -104,14 +106,19 @@ impl FromStr for PixelFormat {
         };
         found.ok_or_else(|| {
             let names: Vec<_> = PixelFormat::ALL.iter().map(|f| f.name()).collect();
-            format!("unknown pixel format {s:?}; use one of {}", names.join(", "))
+            format!(
+                "unknown pixel format {s:?}; use one of {}",
+                names.join(", ")
+            )
         })
     }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ImageError {
-    #[error("a {width}x{height} picture is too large (at most 65535x65535, and it must fit in memory)")]
+    #[error(
+        "a {width}x{height} picture is too large (at most 65535x65535, and it must fit in memory)"
+    )]
     TooLarge { width: u32, height: u32 },
     #[error("a {width}x{height} picture has no pixels")]
     Empty { width: u32, height: u32 },
@@ -294,7 +301,10 @@ mod tests {
     fn frame_lengths() {
         assert_eq!(PixelFormat::Rgb24.frame_len(640, 480), Some(640 * 480 * 3));
         assert_eq!(PixelFormat::Yuyv.frame_len(640, 480), Some(640 * 480 * 2));
-        assert_eq!(PixelFormat::Nv12.frame_len(640, 480), Some(640 * 480 * 3 / 2));
+        assert_eq!(
+            PixelFormat::Nv12.frame_len(640, 480),
+            Some(640 * 480 * 3 / 2)
+        );
         assert_eq!(PixelFormat::I420.frame_len(3, 3), Some(9 + 4 + 4));
         assert_eq!(PixelFormat::Nv21.frame_len(3, 3), Some(9 + 8));
         assert_eq!(PixelFormat::Yuyv.frame_len(3, 1), Some(8));
@@ -310,7 +320,11 @@ mod tests {
         assert_eq!(image.plane(1), &(16..24).collect::<Vec<u8>>()[..]);
         assert!(image.plane(2).is_empty());
         assert!(!image.is_packed());
-        assert!(Image::packed(PixelFormat::Nv12, 4, 2, vec![0; 12]).unwrap().is_packed());
+        assert!(
+            Image::packed(PixelFormat::Nv12, 4, 2, vec![0; 12])
+                .unwrap()
+                .is_packed()
+        );
     }
 
     #[test]
@@ -327,7 +341,11 @@ mod tests {
         );
         assert!(matches!(
             Image::with_strides(PixelFormat::Rgb24, 4, 1, [11, 0, 0], vec![0; 12]),
-            Err(ImageError::Stride { min: 12, stride: 11, .. })
+            Err(ImageError::Stride {
+                min: 12,
+                stride: 11,
+                ..
+            })
         ));
         assert!(matches!(
             Image::packed(PixelFormat::Rgb24, 0, 2, vec![]),
@@ -337,7 +355,13 @@ mod tests {
             Image::jpeg(70000, 2, vec![]),
             Err(ImageError::TooLarge { .. })
         ));
-        let huge = Image::with_strides(PixelFormat::I420, 65535, 65535, [usize::MAX / 2, 1, 1], vec![]);
+        let huge = Image::with_strides(
+            PixelFormat::I420,
+            65535,
+            65535,
+            [usize::MAX / 2, 1, 1],
+            vec![],
+        );
         assert!(matches!(huge, Err(ImageError::TooLarge { .. })));
     }
 

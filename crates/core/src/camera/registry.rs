@@ -148,7 +148,11 @@ mod tests {
     }
 
     fn open_test(spec: &Spec<'_>, _: &CameraContext) -> Result<Box<dyn Camera>, CameraError> {
-        Ok(Box::new(Named(format!("{}|{:?}", spec.kind(), spec.source()))))
+        Ok(Box::new(Named(format!(
+            "{}|{:?}",
+            spec.kind(),
+            spec.source()
+        ))))
     }
 
     fn registry() -> CameraRegistry {

@@ -1,0 +1,263 @@
+//! Pixel conversions, for backends that do not take a camera's format as it is. YUV samples are
+//! JPEG's own (JFIF, full range), so converting to RGB here and back in the encoder loses only
+//! rounding.
+
+use edgecam_core::camera::PixelFormat;
+
+use crate::RawImage;
+
+/// Writes `image` as packed RGB24 into `out` (resized to fit). JPEG input leaves `out` empty.
+pub fn to_rgb24(image: &RawImage<'_>, out: &mut Vec<u8>) {
+    let (w, h) = (image.width as usize, image.height as usize);
+    out.clear();
+    if image.format.is_jpeg() {
+        return;
+    }
+    out.resize(w * h * 3, 0);
+    let [p0, p1, p2] = image.planes;
+    let [s0, s1, s2] = image.strides;
+    for (y, row) in out.chunks_exact_mut(w * 3).enumerate() {
+        let src = &p0[y * s0..];
+        match image.format {
+            PixelFormat::Rgb24 => row.copy_from_slice(&src[..w * 3]),
+            PixelFormat::Bgr24 => {
+                for (dst, bgr) in row.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
+                    dst.copy_from_slice(&[bgr[2], bgr[1], bgr[0]]);
+                }
+            }
+            PixelFormat::Yuyv => {
+                for (x, dst) in row.chunks_exact_mut(3).enumerate() {
+                    let pair = &src[(x / 2) * 4..];
+                    ycbcr_to_rgb(pair[(x % 2) * 2], pair[1], pair[3], dst);
+                }
+            }
+            PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                let uv = &p1[(y / 2) * s1..];
+                let (u_at, v_at) = if image.format == PixelFormat::Nv12 {
+                    (0, 1)
+                } else {
+                    (1, 0)
+                };
+                for (x, dst) in row.chunks_exact_mut(3).enumerate() {
+                    let c = (x / 2) * 2;
+                    ycbcr_to_rgb(src[x], uv[c + u_at], uv[c + v_at], dst);
+                }
+            }
+            PixelFormat::I420 => {
+                let (u, v) = (&p1[(y / 2) * s1..], &p2[(y / 2) * s2..]);
+                for (x, dst) in row.chunks_exact_mut(3).enumerate() {
+                    ycbcr_to_rgb(src[x], u[x / 2], v[x / 2], dst);
+                }
+            }
+            // `PixelFormat` is non-exhaustive; JPEG returned above.
+            _ => row.fill(0),
+        }
+    }
+}
+
+/// JFIF's YCbCr to RGB, in 16-bit fixed point.
+#[inline]
+fn ycbcr_to_rgb(y: u8, cb: u8, cr: u8, rgb: &mut [u8]) {
+    let y = i32::from(y) << 16;
+    let cb = i32::from(cb) - 128;
+    let cr = i32::from(cr) - 128;
+    let half = 1 << 15;
+    let r = (y + 91_881 * cr + half) >> 16;
+    let g = (y - 22_554 * cb - 46_802 * cr + half) >> 16;
+    let b = (y + 116_130 * cb + half) >> 16;
+    rgb[0] = r.clamp(0, 255) as u8;
+    rgb[1] = g.clamp(0, 255) as u8;
+    rgb[2] = b.clamp(0, 255) as u8;
+}
+
+/// The chroma plane of NV12/NV21 split into separate U and V planes (`cw x ch` each), as
+/// libjpeg-turbo's planar API takes them.
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
+pub(crate) fn split_chroma(image: &RawImage<'_>, u: &mut Vec<u8>, v: &mut Vec<u8>) {
+    let cw = (image.width as usize).div_ceil(2);
+    let ch = (image.height as usize).div_ceil(2);
+    u.resize(cw * ch, 0);
+    v.resize(cw * ch, 0);
+    let (first, second) = if image.format == PixelFormat::Nv21 {
+        (v, u)
+    } else {
+        (u, v)
+    };
+    let uv = image.planes[1];
+    for row in 0..ch {
+        let src = &uv[row * image.strides[1]..][..cw * 2];
+        let a = &mut first[row * cw..][..cw];
+        let b = &mut second[row * cw..][..cw];
+        for ((pair, a), b) in src.chunks_exact(2).zip(a.iter_mut()).zip(b.iter_mut()) {
+            *a = pair[0];
+            *b = pair[1];
+        }
+    }
+}
+
+/// YUYV as three 4:2:2 planes: Y `w x h`, U and V `cw x h`.
+#[cfg_attr(not(feature = "turbojpeg"), allow(dead_code))]
+pub(crate) fn yuyv_planes(image: &RawImage<'_>, y: &mut Vec<u8>, u: &mut Vec<u8>, v: &mut Vec<u8>) {
+    let (w, h) = (image.width as usize, image.height as usize);
+    let cw = w.div_ceil(2);
+    y.resize(w * h, 0);
+    u.resize(cw * h, 0);
+    v.resize(cw * h, 0);
+    for row in 0..h {
+        let src = &image.planes[0][row * image.strides[0]..][..cw * 4];
+        let ys = &mut y[row * w..][..w];
+        for (x, luma) in ys.iter_mut().enumerate() {
+            *luma = src[(x / 2) * 4 + (x % 2) * 2];
+        }
+        for (c, quad) in src.chunks_exact(4).enumerate() {
+            u[row * cw + c] = quad[1];
+            v[row * cw + c] = quad[3];
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use edgecam_core::camera::Image;
+
+    /// JFIF's RGB to YCbCr, the inverse of `ycbcr_to_rgb`.
+    pub(crate) fn rgb_to_ycbcr(rgb: &[u8]) -> (u8, u8, u8) {
+        let [r, g, b] = [rgb[0], rgb[1], rgb[2]].map(f64::from);
+        let y = 0.299 * r + 0.587 * g + 0.114 * b;
+        let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
+        let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+        let byte = |v: f64| v.round().clamp(0.0, 255.0) as u8;
+        (byte(y), byte(cb), byte(cr))
+    }
+
+    /// `rgb` (packed, `w x h`) in `format`, chroma taken from the top-left pixel of each block.
+    pub(crate) fn from_rgb(format: PixelFormat, w: u32, h: u32, rgb: &[u8]) -> Image {
+        let (wu, hu) = (w as usize, h as usize);
+        let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
+        let px = |x: usize, y: usize| rgb_to_ycbcr(&rgb[(y * wu + x) * 3..]);
+        let luma: Vec<u8> = (0..hu)
+            .flat_map(|y| (0..wu).map(move |x| (x, y)))
+            .map(|(x, y)| px(x, y).0)
+            .collect();
+        let chroma = |sub_y: usize| -> Vec<(u8, u8)> {
+            (0..sub_y)
+                .flat_map(|cy| (0..cw).map(move |cx| (cx, cy)))
+                .map(|(cx, cy)| {
+                    let y = if sub_y == hu { cy } else { cy * 2 };
+                    let (_, cb, cr) = px(cx * 2, y);
+                    (cb, cr)
+                })
+                .collect()
+        };
+        let data: Vec<u8> = match format {
+            PixelFormat::Rgb24 => rgb.to_vec(),
+            PixelFormat::Bgr24 => rgb.chunks(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
+            PixelFormat::Nv12 | PixelFormat::Nv21 => {
+                let mut data = luma;
+                for (cb, cr) in chroma(ch) {
+                    data.extend(if format == PixelFormat::Nv12 {
+                        [cb, cr]
+                    } else {
+                        [cr, cb]
+                    });
+                }
+                data
+            }
+            PixelFormat::I420 => {
+                let c = chroma(ch);
+                let mut data = luma;
+                data.extend(c.iter().map(|p| p.0));
+                data.extend(c.iter().map(|p| p.1));
+                data
+            }
+            PixelFormat::Yuyv => {
+                let c = chroma(hu);
+                let mut data = Vec::new();
+                for y in 0..hu {
+                    for cx in 0..cw {
+                        let y0 = luma[y * wu + cx * 2];
+                        let y1 = luma[y * wu + (cx * 2 + 1).min(wu - 1)];
+                        let (cb, cr) = c[y * cw + cx];
+                        data.extend([y0, cb, y1, cr]);
+                    }
+                }
+                data
+            }
+            other => panic!("no test conversion to {other}"),
+        };
+        Image::packed(format, w, h, data).unwrap()
+    }
+
+    #[test]
+    fn ycbcr_round_trips_within_rounding() {
+        for rgb in [
+            [0u8, 0, 0],
+            [255, 255, 255],
+            [255, 0, 0],
+            [12, 200, 77],
+            [90, 90, 250],
+        ] {
+            let (y, cb, cr) = rgb_to_ycbcr(&rgb);
+            let mut back = [0u8; 3];
+            ycbcr_to_rgb(y, cb, cr, &mut back);
+            for (a, b) in rgb.iter().zip(back) {
+                assert!(a.abs_diff(b) <= 2, "{rgb:?} -> {back:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_format_converts_back_to_the_same_flat_colour() {
+        let w = 5;
+        let h = 3;
+        let rgb: Vec<u8> = [40u8, 160, 220].repeat(w * h);
+        for format in [
+            PixelFormat::Rgb24,
+            PixelFormat::Bgr24,
+            PixelFormat::Yuyv,
+            PixelFormat::Nv12,
+            PixelFormat::Nv21,
+            PixelFormat::I420,
+        ] {
+            let image = from_rgb(format, w as u32, h as u32, &rgb);
+            let mut out = Vec::new();
+            to_rgb24(&RawImage::of(&image), &mut out);
+            assert_eq!(out.len(), rgb.len(), "{format}");
+            for (a, b) in out.iter().zip(&rgb) {
+                assert!(a.abs_diff(*b) <= 2, "{format}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn strided_rows_skip_their_padding() {
+        // 2x2 RGB with 2 bytes of padding per row.
+        let data = vec![1, 2, 3, 4, 5, 6, 99, 99, 7, 8, 9, 10, 11, 12, 99, 99];
+        let image = Image::with_strides(PixelFormat::Rgb24, 2, 2, [8, 0, 0], data).unwrap();
+        let mut out = Vec::new();
+        to_rgb24(&RawImage::of(&image), &mut out);
+        assert_eq!(out, (1..=12).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn chroma_is_split_into_planes() {
+        // 4x2 NV21: V U order in the chroma plane.
+        let image = Image::packed(
+            PixelFormat::Nv21,
+            4,
+            2,
+            vec![0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+        )
+        .unwrap();
+        let (mut u, mut v) = (Vec::new(), Vec::new());
+        split_chroma(&RawImage::of(&image), &mut u, &mut v);
+        assert_eq!((u, v), (vec![2, 4], vec![1, 3]));
+
+        let yuyv = Image::packed(PixelFormat::Yuyv, 2, 1, vec![10, 20, 30, 40]).unwrap();
+        let (mut y, mut u, mut v) = (Vec::new(), Vec::new(), Vec::new());
+        yuyv_planes(&RawImage::of(&yuyv), &mut y, &mut u, &mut v);
+        assert_eq!((y, u, v), (vec![10, 30], vec![20], vec![40]));
+    }
+}
