@@ -570,13 +570,17 @@ fn linker_env(target: &str) -> String {
 /// The build of the `edgecam` binary for `target`, linked by `linker`: the `board` profile
 /// (release without debug info or symbols: a small upload and a small file on flash).
 pub(crate) fn build_cmd(target: &str, linker: &str, std: Std) -> Cmd {
-    let cargo = Cmd::new("cargo").env(linker_env(target), linker);
+    // The same gcc compiles libjpeg-turbo (cmake, through the cc crate's `CC_<target>`).
+    let cargo = Cmd::new("cargo")
+        .env(linker_env(target), linker)
+        .env(format!("CC_{}", target.replace(['-', '.'], "_")), linker);
     let cargo = match std {
         Std::Prebuilt => cargo.arg("build"),
         // Tier 3: no prebuilt standard library, so nightly builds it from source.
         Std::BuildStd => cargo.args(["+nightly", "build", "-Zbuild-std=std,panic_abort"]),
     };
-    // No default features: those are for desktops (`edgecam view`'s window).
+    // No default features: those are for desktops (`edgecam view`'s window). libjpeg-turbo,
+    // built from source for the board (NEON), is the encoder `--encoder auto` picks there.
     cargo.args([
         "--profile",
         "board",
@@ -584,6 +588,8 @@ pub(crate) fn build_cmd(target: &str, linker: &str, std: Std) -> Cmd {
         "-p",
         "edgecam",
         "--no-default-features",
+        "--features",
+        "turbojpeg",
         "--target",
         target,
     ])

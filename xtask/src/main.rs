@@ -347,14 +347,16 @@ const LEGS: &[Leg] = &[
     },
     Leg {
         name: "turbojpeg",
-        probe: has_libturbojpeg,
+        probe: can_build_turbojpeg,
         steps: &[
             cargo(&[
                 "clippy",
                 "-p",
+                "edgecam-encode",
+                "-p",
                 "edgecam",
                 "--features",
-                "turbojpeg",
+                "edgecam/turbojpeg",
                 "--all-targets",
                 "--locked",
                 "--",
@@ -365,9 +367,11 @@ const LEGS: &[Leg] = &[
                 "nextest",
                 "run",
                 "-p",
+                "edgecam-encode",
+                "-p",
                 "edgecam",
                 "--features",
-                "turbojpeg",
+                "edgecam/turbojpeg",
                 "--locked",
             ]),
         ],
@@ -419,12 +423,23 @@ fn always() -> Result<(), String> {
     Ok(())
 }
 
-fn has_libturbojpeg() -> Result<(), String> {
-    pkg_config_has(
-        "libturbojpeg",
-        "libturbojpeg0-dev",
-        "libturbojpeg0-dev pkg-config",
-    )
+/// libjpeg-turbo 3 is built from source by the `turbojpeg` crate (Debian 12's 2.1 is too old
+/// for its tj3 API); `TURBOJPEG_SOURCE=pkg-config` uses a system one >= 3.0 instead.
+fn can_build_turbojpeg() -> Result<(), String> {
+    println!("==> looking for cmake (and nasm on x86) to build libjpeg-turbo");
+    if std::env::var("TURBOJPEG_SOURCE").is_ok_and(|s| s.starts_with("pkg")) {
+        return pkg_config_has(
+            "libturbojpeg",
+            "libjpeg-turbo >= 3.0",
+            "your system's libjpeg-turbo 3 development package",
+        );
+    }
+    let missing = toolchain::check_vendored_turbojpeg_here();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(toolchain::skip_reason(&missing))
+    }
 }
 
 fn has_opencv() -> Result<(), String> {
@@ -648,15 +663,26 @@ fn check_layering(ctx: &Ctx) -> Result<()> {
 // cargo xtask bench
 
 fn bench(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
-    let fixed = [
-        "run",
-        "--release",
-        "--locked",
-        "-p",
-        "edgecam",
-        "--",
-        "bench",
-    ];
+    // Every encoder this machine can build, so that the figures compare them all.
+    let mut features = Vec::new();
+    for (feature, probe) in [
+        (
+            "turbojpeg",
+            can_build_turbojpeg as fn() -> Result<(), String>,
+        ),
+        ("opencv", has_opencv),
+    ] {
+        match probe() {
+            Ok(()) => features.push(feature),
+            Err(why) => println!("bench without {feature}: skipped: {why}"),
+        }
+    }
+    let features = features.join(",");
+    let mut fixed = vec!["run", "--release", "--locked", "-p", "edgecam"];
+    if !features.is_empty() {
+        fixed.extend(["--features", &features]);
+    }
+    fixed.extend(["--", "bench"]);
     let mut shown = display_cargo(&fixed, &[]);
     for arg in args {
         shown.push(' ');

@@ -163,6 +163,8 @@ impl Machine {
             },
         }
         missing.extend(self.tool_missing(linker));
+        // libjpeg-turbo is built from source for the board; NEON needs only the C compiler.
+        missing.extend(self.tool_missing("cmake"));
         // Debian's cross gcc only recommends the C library's startup files, and a
         // `--no-install-recommends` install leaves them out: linking then fails on Scrt1.o.
         if linker == ARMV7_GCC && !(self.file)(ARMHF_STARTUP_FILE) {
@@ -183,6 +185,8 @@ impl Machine {
             "arm-linux-gnueabihf-gcc" => "apt-get install gcc-arm-linux-gnueabihf".to_owned(),
             "aarch64-linux-gnu-gcc" => "apt-get install gcc-aarch64-linux-gnu".to_owned(),
             "qemu-arm" => "apt-get install qemu-user".to_owned(),
+            "cmake" => "apt-get install cmake".to_owned(),
+            "nasm" => "apt-get install nasm".to_owned(),
             _ => "put the board vendor's SDK bin folder on the PATH, or give the linker's full \
                   path (`linker` in boards.toml, or --linker)"
                 .to_owned(),
@@ -205,6 +209,17 @@ impl Machine {
         }
         missing
     }
+}
+
+/// What building libjpeg-turbo from source for this machine lacks: cmake, and on x86 nasm
+/// (its SIMD; the build requires SIMD rather than silently leaving it out).
+pub(crate) fn check_vendored_turbojpeg_here() -> Vec<Missing> {
+    let machine = Machine::probe(ARMV7_GNU);
+    let mut missing: Vec<Missing> = machine.tool_missing("cmake").into_iter().collect();
+    if cfg!(any(target_arch = "x86_64", target_arch = "x86")) {
+        missing.extend(machine.tool_missing("nasm"));
+    }
+    missing
 }
 
 /// Everything `--emulate` (and the `board-emulate` CI leg) lacks on this machine.
@@ -301,6 +316,7 @@ x86_64-unknown-linux-gnu (installed)
         the cross toolchain is incomplete; missing:
           - Rust target armv7-unknown-linux-gnueabihf: rustup target add armv7-unknown-linux-gnueabihf
           - arm-linux-gnueabihf-gcc on the PATH: apt-get install gcc-arm-linux-gnueabihf
+          - cmake on the PATH: apt-get install cmake
           - the armhf C library's development files (/usr/arm-linux-gnueabihf/lib/Scrt1.o): apt-get install libc6-dev-armhf-cross
         ");
         assert_eq!(
@@ -320,6 +336,7 @@ x86_64-unknown-linux-gnu (installed)
         the cross toolchain is incomplete; missing:
           - nightly Rust with rust-src (armv7-unknown-linux-uclibceabihf is tier 3: its standard library is built from source with -Zbuild-std): rustup toolchain install nightly --component rust-src
           - arm-buildroot-linux-uclibcgnueabihf-gcc on the PATH: put the board vendor's SDK bin folder on the PATH, or give the linker's full path (`linker` in boards.toml, or --linker)
+          - cmake on the PATH: apt-get install cmake
         ");
         assert_eq!(complete(LIST).check_build(uclibc, linker), []);
     }

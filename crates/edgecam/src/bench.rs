@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary, percentile};
 use edgecam::clock::SystemClock;
+use edgecam_core::camera::{Captured, PixelFormat};
 use edgecam_core::frame::Frame;
 use edgecam_core::time::Clock;
+use edgecam_encode::{Encoder, Passthrough, from_rgb24};
 use edgecam_recorder::{AviConfig, AviWriter};
 use tokio::io::AsyncWriteExt;
 
@@ -20,64 +22,102 @@ pub struct BenchArgs {
     /// Frame sizes to measure.
     #[arg(long, value_delimiter = ',', default_value = "640x480,1280x720")]
     sizes: Vec<String>,
+    /// The synthetic camera's picture: natural (the entropy of a real scene, what the
+    /// README's figures use) or pattern (flat colour bars, which flatter every encoder).
+    #[arg(long, value_enum, default_value_t = BenchScene::Natural)]
+    scene: BenchScene,
     /// Seconds each streaming measurement runs.
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
     /// Single shots for the round-trip latency figure.
     #[arg(long, default_value_t = 100)]
     shots: usize,
+    /// Frames each encode-alone figure averages over.
+    #[arg(long, default_value_t = 100)]
+    frames: usize,
+    /// Only the encode-alone figures (every backend, RGB and NV12 input), e.g. under emulation.
+    #[arg(long)]
+    encode_only: bool,
     #[command(flatten)]
     encode: crate::cli::EncodeArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BenchScene {
+    Natural,
+    Pattern,
+}
+
+impl BenchArgs {
+    /// The sim camera spec for `size` at `fps` (0: as fast as asked).
+    fn sim(&self, size: &str, fps: f64) -> String {
+        match self.scene {
+            BenchScene::Natural => format!("sim:{size}@{fps}#scene=natural"),
+            BenchScene::Pattern => format!("sim:{size}@{fps}"),
+        }
+    }
 }
 
 /// Linux's USER_HZ, the unit of utime/stime in /proc/PID/stat.
 const TICKS_PER_SECOND: f64 = 100.0;
 const CAMERA_FPS: f64 = 30.0;
+/// The input formats the encode-alone figures are given for.
+const INPUTS: [PixelFormat; 2] = [PixelFormat::Rgb24, PixelFormat::Nv12];
+/// Clients of the passthrough fan-out figures.
+const FANOUT_CLIENTS: [usize; 2] = [8, 16];
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     if !cfg!(target_os = "linux") {
         bail!("the benchmark reads /proc and runs on Linux only");
     }
+    let backends = edgecam::backends::encoders();
+    let names: Vec<_> = backends.kinds().iter().map(|k| k.name).collect();
     println!(
-        "edgecam bench: encoder {:?}, quality {}, {} s per streaming figure, {} cores",
+        "edgecam bench: {:?} scene, encoders in this build {names:?} (the server uses --encoder {}), quality {}, {} s per streaming figure, {} cores",
+        args.scene,
         args.encode.encoder,
         args.encode.quality,
         args.seconds,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     for size in &args.sizes {
-        bench_size(&args, size).await?;
+        println!("\n== {size}");
+        let (generate_ms, best_encode_ms, frames) = encode_costs(&args, size).await?;
+        if !args.encode_only {
+            bench_serving(&args, size, generate_ms, best_encode_ms, &frames).await?;
+        }
     }
     Ok(())
 }
 
-async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
-    println!("\n== {size}");
+async fn bench_serving(
+    args: &BenchArgs,
+    size: &str,
+    generate_ms: f64,
+    encode_ms: f64,
+    frames: &[Frame],
+) -> Result<()> {
     let window = Duration::from_secs_f64(args.seconds);
-    let (generate_ms, encode_ms, frames) = encode_cost(args, size).await?;
-    println!(
-        "JPEG encode alone                      {encode_ms:8.3} ms/frame (test pattern generation {generate_ms:.3} ms/frame)"
-    );
-    recording_cost(args, &frames)?;
+    recording_cost(args, frames)?;
     #[cfg(feature = "opencv")]
     println!(
         "re-encoding like the legacy client:     {:8.3} ms CPU/frame (decode + XVID with OpenCV)",
-        xvid_ms(&frames).await?
+        xvid_ms(frames).await?
     );
 
     // Throughput: a camera that delivers as fast as it is asked.
-    let server = ServerProcess::start(args, &format!("sim:{size}@0"))?;
+    let server = ServerProcess::start(args, &args.sim(size, 0.0))?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = server.cpu_seconds()?;
     tokio::time::sleep(window).await;
     let idle_pct = (server.cpu_seconds()? - idle) / window.as_secs_f64() * 100.0;
-    let one = stream_clients(&server, 1, window).await?;
-    let sixteen = stream_clients(&server, 16, window).await?;
+    let one = stream_clients(&server.addr, server.child.id(), 1, window).await?;
+    let sixteen = stream_clients(&server.addr, server.child.id(), 16, window).await?;
     let rss_fast = server.peak_rss_kib()?;
     drop(server);
 
     // Latency: a camera paced at 30 fps.
-    let server = ServerProcess::start(args, &format!("sim:{size}@{CAMERA_FPS}"))?;
+    let server = ServerProcess::start(args, &args.sim(size, CAMERA_FPS))?;
     let shots = single_shots(&server, args.shots).await?;
     let reader = latency_with_stalled_client(&server, window).await?;
     let (latency_p50, latency_p99) = reader
@@ -87,10 +127,12 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
     drop(server);
 
     let ms = |us: u64| us as f64 / 1000.0;
+    let net = one.cpu_per_delivered_ms - generate_ms;
     println!(
-        "server CPU per delivered frame, 1 client   {:8.3} ms  ({:.2}x encode; target <= 1.15x)",
+        "server CPU per delivered frame, 1 client   {:8.3} ms  ({:.2}x the best encode alone; {:.2}x net of the synthetic camera's own {generate_ms:.3} ms of drawing; target <= 1.10x)",
         one.cpu_per_delivered_ms,
-        one.cpu_per_delivered_ms / encode_ms
+        one.cpu_per_delivered_ms / encode_ms,
+        net / encode_ms,
     );
     println!(
         "server CPU per captured frame, 16 clients  {:8.3} ms  ({:.2}x the 1-client figure; target <= 1.5x); {:.3} ms per delivered frame, {:.0} frames/s delivered",
@@ -114,34 +156,236 @@ async fn bench_size(args: &BenchArgs, size: &str) -> Result<()> {
         rss as f64 / 1024.0
     );
     println!("idle CPU, no clients                   {idle_pct:8.2} % of a core (target < 1 %)");
+
+    passthrough(args, size, frames, window).await
+}
+
+/// Encode-alone cost of every backend this build has, for RGB and NV12 input of the scene;
+/// returns the camera's own drawing cost, the best RGB encode cost (what the server's figures
+/// are held against), and frames encoded by the first backend.
+async fn encode_costs(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Frame>)> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    let mut camera = crate::cli::camera(&args.sim(size, 0.0), clock)?;
+    camera.open().await?;
+    let count = args.frames.max(1);
+    let mut captured = Vec::with_capacity(count);
+    let mut generate = 0.0;
+    for _ in 0..count {
+        let t = thread_cpu_seconds()?;
+        captured.push(camera.next_frame().await?);
+        generate += thread_cpu_seconds()? - t;
+    }
+    camera.close().await?;
+    let generate_ms = generate * 1000.0 / count as f64;
+    println!("synthetic camera, drawing a frame      {generate_ms:8.3} ms/frame");
+
+    let backends = edgecam::backends::encoders();
+    let mut best = f64::INFINITY;
+    let mut frames = Vec::new();
+    for kind in backends.kinds() {
+        for format in INPUTS {
+            let inputs: Vec<Captured> = captured
+                .iter()
+                .map(|c| {
+                    let image = &c.image;
+                    let converted = from_rgb24(format, image.width(), image.height(), image.data())
+                        .context("converting the scene")?;
+                    Ok(Captured {
+                        image: converted,
+                        ..c.clone()
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let mut encoder = Encoder::new(
+                (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?,
+                args.encode.quality,
+                Passthrough::Stamped,
+            );
+            let mut encoded = Vec::with_capacity(count);
+            let t = thread_cpu_seconds()?;
+            for input in inputs {
+                encoded.push(std::hint::black_box(encoder.encode(input)?));
+            }
+            let ms = (thread_cpu_seconds()? - t) * 1000.0 / count as f64;
+            let kb =
+                encoded.iter().map(|f| f.jpeg.len()).sum::<usize>() as f64 / count as f64 / 1000.0;
+            let how = if encoder_takes(kind.name, format) {
+                "as it is"
+            } else {
+                "converted to RGB first"
+            };
+            println!(
+                "JPEG encode alone, {:<7} {format:<6} {ms:8.3} ms/frame  {kb:6.1} KB  ({how})",
+                kind.name
+            );
+            if format == PixelFormat::Rgb24 {
+                best = best.min(ms);
+                if frames.is_empty() {
+                    frames = encoded;
+                }
+            }
+        }
+    }
+    Ok((generate_ms, best, frames))
+}
+
+/// Whether backend `name` takes `format` without a conversion (for the figures' labels).
+fn encoder_takes(name: &str, format: PixelFormat) -> bool {
+    match name {
+        "turbo" => true,
+        _ => matches!(format, PixelFormat::Rgb24 | PixelFormat::Bgr24),
+    }
+}
+
+/// Server CPU per delivered frame when an `exec:` camera's JPEGs are passed through to 8 and 16
+/// clients, against GStreamer's fan-out of the same JPEG (when gst-launch-1.0 is installed);
+/// and the idle CPU of a server with an `exec:` camera running and no client.
+async fn passthrough(
+    args: &BenchArgs,
+    size: &str,
+    frames: &[Frame],
+    window: Duration,
+) -> Result<()> {
+    let Some(frame) = frames.first() else {
+        return Ok(());
+    };
+    if !on_path("ffmpeg") {
+        println!("passthrough figures: skipped: ffmpeg is not installed (apt-get install ffmpeg)");
+        return Ok(());
+    }
+    let jpeg =
+        std::env::temp_dir().join(format!("edgecam-bench-{}-{size}.jpg", std::process::id()));
+    std::fs::write(&jpeg, &frame.jpeg).with_context(|| format!("writing {}", jpeg.display()))?;
+    let result = passthrough_with(args, &jpeg, window).await;
+    let _ = std::fs::remove_file(&jpeg);
+    result
+}
+
+async fn passthrough_with(
+    args: &BenchArgs,
+    jpeg: &std::path::Path,
+    window: Duration,
+) -> Result<()> {
+    // One JPEG of the scene, looped by ffmpeg at 1000 fps without re-encoding: what
+    // GStreamer's multifilesrc does below.
+    let camera = format!(
+        "exec:ffmpeg -loglevel error -re -f image2 -loop 1 -framerate 1000 -i {} -c copy -f mjpeg -",
+        jpeg.display()
+    );
+    let server = ServerProcess::start(args, &camera)?;
+    for n in FANOUT_CLIENTS {
+        let ours = stream_clients(&server.addr, server.child.id(), n, window).await?;
+        let gst = match gstreamer_fanout(jpeg, n, window).await {
+            Ok(ms) => format!("GStreamer multipartmux ! tcpserversink: {ms:.3} ms"),
+            Err(why) => format!("GStreamer: skipped: {why}"),
+        };
+        println!(
+            "passthrough from exec: MJPEG, {n:2} clients: server CPU {:.3} ms per delivered frame ({:.0} frames/s delivered); {gst}",
+            ours.cpu_per_delivered_ms,
+            ours.delivered as f64 / window.as_secs_f64()
+        );
+    }
+    drop(server);
+
+    let camera = format!(
+        "exec:ffmpeg -loglevel error -re -f image2 -loop 1 -framerate {CAMERA_FPS} -i {} -c copy -f mjpeg -",
+        jpeg.display()
+    );
+    let server = ServerProcess::start(args, &camera)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = server.cpu_seconds()?;
+    tokio::time::sleep(window).await;
+    let idle_pct = (server.cpu_seconds()? - before) / window.as_secs_f64() * 100.0;
+    println!(
+        "idle CPU, exec: camera at {CAMERA_FPS} fps, no client {idle_pct:6.2} % of a core beyond the child's own (target < 1 %)"
+    );
     Ok(())
 }
 
-/// Milliseconds of this thread's CPU time spent generating and encoding test frames, and the
-/// frames.
-async fn encode_cost(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Frame>)> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-    let mut camera = crate::cli::camera(&format!("sim:{size}@0"), clock)?;
-    camera.open().await?;
-    let mut encoder = args.encode.encoder()?;
-    let count = 100;
-    let (mut generate, mut encode) = (0.0, 0.0);
-    let mut frames = Vec::with_capacity(count);
-    for _ in 0..count {
-        let t0 = thread_cpu_seconds()?;
-        let captured = camera.next_frame().await?;
-        let t1 = thread_cpu_seconds()?;
-        frames.push(std::hint::black_box(encoder.encode(captured)?));
-        let t2 = thread_cpu_seconds()?;
-        generate += t1 - t0;
-        encode += t2 - t1;
+/// GStreamer serving `jpeg` in a loop as multipart over TCP to `n` clients: its CPU per
+/// delivered frame, in milliseconds.
+async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) -> Result<f64> {
+    if !on_path("gst-launch-1.0") {
+        bail!(
+            "gst-launch-1.0 is not installed (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good)"
+        );
     }
-    camera.close().await?;
-    Ok((
-        generate * 1000.0 / count as f64,
-        encode * 1000.0 / count as f64,
-        frames,
-    ))
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut child = Command::new("gst-launch-1.0")
+        .args(["-q", "multifilesrc"])
+        .arg(format!("location={}", jpeg.display()))
+        .args([
+            "loop=true",
+            "!",
+            "image/jpeg,framerate=1000/1",
+            "!",
+            "multipartmux",
+            "!",
+            "tcpserversink",
+        ])
+        .arg("host=127.0.0.1")
+        .arg(format!("port={port}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting gst-launch-1.0")?;
+    let result = async {
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut streams = Vec::new();
+        while streams.len() < n {
+            match tokio::net::TcpStream::connect(&addr).await {
+                Ok(s) => streams.push(s),
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(anyhow::anyhow!("connecting to GStreamer on {addr}: {e}")),
+            }
+        }
+        let part = std::fs::metadata(jpeg)?.len() + MULTIPART_HEADER;
+        let before = process_cpu_seconds(child.id())?;
+        let end = Instant::now() + window;
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|mut s| {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = vec![0u8; 256 * 1024];
+                    let mut bytes = 0u64;
+                    while Instant::now() < end {
+                        match tokio::time::timeout_at(end.into(), s.read(&mut buf)).await {
+                            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                            Ok(Ok(k)) => bytes += k as u64,
+                        }
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        let mut bytes = 0;
+        for t in tasks {
+            bytes += t.await?;
+        }
+        let cpu = process_cpu_seconds(child.id())? - before;
+        let delivered = (bytes / part).max(1);
+        Ok(cpu * 1000.0 / delivered as f64)
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The bytes multipartmux adds to each part: `\r\n--ThisRandomString\r\nContent-Type:
+/// image/jpeg\r\nContent-Length: NNNNN\r\n\r\n` (about; the count of delivered frames it
+/// feeds is rounded down).
+const MULTIPART_HEADER: u64 = 72;
+
+/// Whether `program` is found in a PATH folder.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Recording as received (the AVI writer) against what the legacy client does with each
@@ -360,16 +604,16 @@ struct Throughput {
 }
 
 /// `n` clients stream for `window`; server CPU per delivered and per captured frame.
-async fn stream_clients(server: &ServerProcess, n: usize, window: Duration) -> Result<Throughput> {
+async fn stream_clients(addr: &str, pid: u32, n: usize, window: Duration) -> Result<Throughput> {
     let mut clients = Vec::new();
     for _ in 0..n {
-        let mut c = Client::connect(&server.addr, ClientConfig::default()).await?;
+        let mut c = Client::connect(addr, ClientConfig::default()).await?;
         c.start_stream().await?;
         // Warm up: the stream is flowing before the measurement starts.
         c.next_frame().await?;
         clients.push(c);
     }
-    let cpu_before = server.cpu_seconds()?;
+    let cpu_before = process_cpu_seconds(pid)?;
     let deadline = Instant::now() + window;
     let tasks: Vec<_> = clients
         .into_iter()
@@ -396,7 +640,7 @@ async fn stream_clients(server: &ServerProcess, n: usize, window: Duration) -> R
         delivered += count;
         seqs = (seqs.0.min(lo), seqs.1.max(hi));
     }
-    let cpu = server.cpu_seconds()? - cpu_before;
+    let cpu = process_cpu_seconds(pid)? - cpu_before;
     let captured = (seqs.1 + 1).saturating_sub(seqs.0).max(1);
     Ok(Throughput {
         delivered,

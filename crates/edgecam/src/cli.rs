@@ -571,7 +571,7 @@ async fn view(args: ViewArgs) -> Result<()> {
     #[cfg(not(feature = "window"))]
     {
         let _ = args;
-        bail!(
+        anyhow::bail!(
             "this edgecam was built without a window (feature `window`); \
              use `edgecam record HOST:PORT`, or rebuild with default features"
         )

@@ -2,7 +2,7 @@
 //! JPEG's own (JFIF, full range), so converting to RGB here and back in the encoder loses only
 //! rounding.
 
-use edgecam_core::camera::PixelFormat;
+use edgecam_core::camera::{Image, PixelFormat};
 
 use crate::RawImage;
 
@@ -116,78 +116,85 @@ pub(crate) fn yuyv_planes(image: &RawImage<'_>, y: &mut Vec<u8>, u: &mut Vec<u8>
     }
 }
 
+/// JFIF's RGB to YCbCr (the inverse of `ycbcr_to_rgb`), in 16-bit fixed point.
+#[inline]
+fn rgb_to_ycbcr(rgb: &[u8]) -> (u8, u8, u8) {
+    let [r, g, b] = [rgb[0], rgb[1], rgb[2]].map(i32::from);
+    let half = 1 << 15;
+    let y = (19_595 * r + 38_470 * g + 7_471 * b + half) >> 16;
+    let cb = ((-11_059 * r - 21_709 * g + 32_768 * b + half) >> 16) + 128;
+    let cr = ((32_768 * r - 27_439 * g - 5_329 * b + half) >> 16) + 128;
+    let byte = |v: i32| v.clamp(0, 255) as u8;
+    (byte(y), byte(cb), byte(cr))
+}
+
+/// Packed RGB24 `rgb` (`width x height`) as a frame of `format`, as a camera would deliver it:
+/// chroma averaged over each 2x2 (4:2:0) or 2x1 (YUYV) block. For benchmarks and tests of the
+/// YUV paths; `None` for JPEG or a buffer of the wrong length.
+pub fn from_rgb24(format: PixelFormat, width: u32, height: u32, rgb: &[u8]) -> Option<Image> {
+    let (w, h) = (width as usize, height as usize);
+    if rgb.len() != w.checked_mul(h)?.checked_mul(3)? || format.is_jpeg() {
+        return None;
+    }
+    let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
+    let ycc = |x: usize, y: usize| rgb_to_ycbcr(&rgb[(y * w + x) * 3..]);
+    // The mean chroma of the pixels in columns 2cx, 2cx+1 and `rows` (clipped to the picture).
+    let chroma = |cx: usize, rows: &[usize]| -> (u8, u8) {
+        let (mut cb, mut cr, mut n) = (0u32, 0u32, 0u32);
+        for &y in rows.iter().filter(|y| **y < h) {
+            for x in [cx * 2, cx * 2 + 1].into_iter().filter(|x| *x < w) {
+                let (_, b, r) = ycc(x, y);
+                cb += u32::from(b);
+                cr += u32::from(r);
+                n += 1;
+            }
+        }
+        (((cb + n / 2) / n) as u8, ((cr + n / 2) / n) as u8)
+    };
+    let luma = || (0..h).flat_map(move |y| (0..w).map(move |x| ycc(x, y).0));
+    let chroma420 =
+        || (0..ch).flat_map(move |cy| (0..cw).map(move |cx| chroma(cx, &[cy * 2, cy * 2 + 1])));
+    let data: Vec<u8> = match format {
+        PixelFormat::Rgb24 => rgb.to_vec(),
+        PixelFormat::Bgr24 => rgb
+            .chunks_exact(3)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect(),
+        PixelFormat::Nv12 | PixelFormat::Nv21 => luma()
+            .chain(chroma420().flat_map(|(cb, cr)| {
+                if format == PixelFormat::Nv12 {
+                    [cb, cr]
+                } else {
+                    [cr, cb]
+                }
+            }))
+            .collect(),
+        PixelFormat::I420 => luma()
+            .chain(chroma420().map(|c| c.0))
+            .chain(chroma420().map(|c| c.1))
+            .collect(),
+        PixelFormat::Yuyv => (0..h)
+            .flat_map(|y| {
+                (0..cw).flat_map(move |cx| {
+                    let (cb, cr) = chroma(cx, &[y]);
+                    let y0 = ycc(cx * 2, y).0;
+                    let y1 = ycc((cx * 2 + 1).min(w - 1), y).0;
+                    [y0, cb, y1, cr]
+                })
+            })
+            .collect(),
+        _ => return None,
+    };
+    Image::packed(format, width, height, data).ok()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
-    use edgecam_core::camera::Image;
 
-    /// JFIF's RGB to YCbCr, the inverse of `ycbcr_to_rgb`.
-    pub(crate) fn rgb_to_ycbcr(rgb: &[u8]) -> (u8, u8, u8) {
-        let [r, g, b] = [rgb[0], rgb[1], rgb[2]].map(f64::from);
-        let y = 0.299 * r + 0.587 * g + 0.114 * b;
-        let cb = 128.0 - 0.168_736 * r - 0.331_264 * g + 0.5 * b;
-        let cr = 128.0 + 0.5 * r - 0.418_688 * g - 0.081_312 * b;
-        let byte = |v: f64| v.round().clamp(0.0, 255.0) as u8;
-        (byte(y), byte(cb), byte(cr))
-    }
-
-    /// `rgb` (packed, `w x h`) in `format`, chroma taken from the top-left pixel of each block.
     pub(crate) fn from_rgb(format: PixelFormat, w: u32, h: u32, rgb: &[u8]) -> Image {
-        let (wu, hu) = (w as usize, h as usize);
-        let (cw, ch) = (wu.div_ceil(2), hu.div_ceil(2));
-        let px = |x: usize, y: usize| rgb_to_ycbcr(&rgb[(y * wu + x) * 3..]);
-        let luma: Vec<u8> = (0..hu)
-            .flat_map(|y| (0..wu).map(move |x| (x, y)))
-            .map(|(x, y)| px(x, y).0)
-            .collect();
-        let chroma = |sub_y: usize| -> Vec<(u8, u8)> {
-            (0..sub_y)
-                .flat_map(|cy| (0..cw).map(move |cx| (cx, cy)))
-                .map(|(cx, cy)| {
-                    let y = if sub_y == hu { cy } else { cy * 2 };
-                    let (_, cb, cr) = px(cx * 2, y);
-                    (cb, cr)
-                })
-                .collect()
-        };
-        let data: Vec<u8> = match format {
-            PixelFormat::Rgb24 => rgb.to_vec(),
-            PixelFormat::Bgr24 => rgb.chunks(3).flat_map(|p| [p[2], p[1], p[0]]).collect(),
-            PixelFormat::Nv12 | PixelFormat::Nv21 => {
-                let mut data = luma;
-                for (cb, cr) in chroma(ch) {
-                    data.extend(if format == PixelFormat::Nv12 {
-                        [cb, cr]
-                    } else {
-                        [cr, cb]
-                    });
-                }
-                data
-            }
-            PixelFormat::I420 => {
-                let c = chroma(ch);
-                let mut data = luma;
-                data.extend(c.iter().map(|p| p.0));
-                data.extend(c.iter().map(|p| p.1));
-                data
-            }
-            PixelFormat::Yuyv => {
-                let c = chroma(hu);
-                let mut data = Vec::new();
-                for y in 0..hu {
-                    for cx in 0..cw {
-                        let y0 = luma[y * wu + cx * 2];
-                        let y1 = luma[y * wu + (cx * 2 + 1).min(wu - 1)];
-                        let (cb, cr) = c[y * cw + cx];
-                        data.extend([y0, cb, y1, cr]);
-                    }
-                }
-                data
-            }
-            other => panic!("no test conversion to {other}"),
-        };
-        Image::packed(format, w, h, data).unwrap()
+        from_rgb24(format, w, h, rgb).unwrap()
     }
 
     #[test]

@@ -21,7 +21,7 @@ use edgecam_core::frame::Frame;
 use edgecam_core::jpeg::{self, Stamp};
 use thiserror::Error;
 
-pub use convert::to_rgb24;
+pub use convert::{from_rgb24, to_rgb24};
 pub use rust::RustBackend;
 #[cfg(feature = "turbojpeg")]
 pub use turbo::TurboBackend;
