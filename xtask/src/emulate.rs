@@ -2,12 +2,22 @@
 //! smoke-tested end to end by the native client.
 //!
 //! It builds what a board would run (`armv7-unknown-linux-gnueabihf`, the `board` profile:
-//! release, stripped), starts it
-//! as `edgecam serve` with the synthetic camera under `qemu-arm`, and then, with the native
-//! `edgecam` client: takes a single shot and checks it is a 640x480 JPEG, streams for a
-//! few seconds, and stops the server with a remote shutdown (the byte `2`), which must end
-//! it with exit status 0. Along the way it prints the figures the README quotes: the
-//! binary's size and the emulated server's memory.
+//! release, stripped, with libjpeg-turbo built for it with NEON), and runs it as `edgecam
+//! serve` under `qemu-arm` three times, checked each time with the native `edgecam` client
+//! and stopped with a remote shutdown (the byte `2`), which must end it with exit status 0:
+//!
+//! - the synthetic camera: a single shot must be a 640x480 JPEG, and a stream of a few
+//!   seconds must deliver frames (the emulated server's memory is sampled meanwhile);
+//! - an `exec:` camera running the host's ffmpeg, writing MJPEG: two single shots must be
+//!   different 640x480 JPEGs, each byte for byte one of ffmpeg's frames apart from the stamp
+//!   (the reference is the same ffmpeg command run here without `-re`);
+//! - an `exec:` camera writing raw NV12, encoded on the "board" by libjpeg-turbo: two
+//!   single shots must be different 1280x720 JPEGs.
+//!
+//! Then the board binary's own `bench --encode-only` prints encode CPU per frame under
+//! emulation for NV12 and RGB into libjpeg-turbo and RGB into the pure-Rust encoder, as ratios
+//! (qemu's absolute times mean little). Along the way it prints the figures the README
+//! quotes: the binary's size and the emulated server's memory.
 //!
 //! Every wait has a deadline, and every process it starts is killed if it fails.
 
@@ -28,6 +38,13 @@ use crate::toolchain::{self, ARMHF_SYSROOT, ARMV7_GCC, ARMV7_GNU, QEMU_ARM, Std}
 const CAMERA: &str = "sim:640x480@30";
 const WIDTH: u16 = 640;
 const HEIGHT: u16 = 480;
+/// ffmpeg's MJPEG, passed through; `-re` paces it like a camera.
+const MJPEG_ARGS: &str = "-loglevel error -f lavfi -i testsrc2=size=640x480:rate=30 -f mjpeg -";
+/// Frames of the reference MJPEG (a minute at 30 fps): the single shots come well within it.
+const MJPEG_REFERENCE_FRAMES: &str = "1800";
+/// Raw NV12 for the board's libjpeg-turbo.
+const NV12_CAMERA: &str = "exec:ffmpeg -loglevel error -re -f lavfi -i testsrc2=size=1280x720:rate=30 -pix_fmt nv12 -f rawvideo -#format=nv12&size=1280x720";
+const NV12_SIZE: (u16, u16) = (1280, 720);
 /// How long the emulated server may take to start listening.
 const START_LIMIT: Duration = Duration::from_secs(60);
 /// The clients' own `--timeout` (connect, and each frame), in seconds: generous, since
@@ -39,6 +56,8 @@ const STREAM_SECONDS: &str = "5";
 const CLIENT_LIMIT: Duration = Duration::from_secs(90);
 /// How long the server may take to exit after the remote shutdown.
 const STOP_LIMIT: Duration = Duration::from_secs(30);
+/// How long the emulated encode benchmark may run.
+const BENCH_LIMIT: Duration = Duration::from_secs(300);
 /// How often the server's memory is sampled while the client streams.
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -69,7 +88,7 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     std::fs::create_dir_all(ctx.root.join(&scratch))
         .with_context(|| format!("could not create {scratch}"))?;
 
-    let mut server = Server::start(ctx, &binary)?;
+    let mut server = Server::start(ctx, &binary, CAMERA)?;
     let addr = server.addr.to_string();
     let client = layout.native_binary();
 
@@ -130,7 +149,78 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     server.shut_down()?;
     println!("ok: the server exited with status 0 after the remote shutdown");
 
+    let reference = format!("{scratch}/reference.mjpeg");
+    let mut ffmpeg = Cmd::new("ffmpeg").args(MJPEG_ARGS.split(' ').filter(|a| *a != "-"));
+    ffmpeg = ffmpeg.args(["-frames:v", MJPEG_REFERENCE_FRAMES, "-y", &reference]);
+    run_bounded(ctx, &ffmpeg, CLIENT_LIMIT, || Ok(()))?.require_success("the reference MJPEG")?;
+    let reference = std::fs::read(ctx.root.join(&reference))
+        .with_context(|| format!("could not read {reference}"))?;
+    let mjpeg_camera = format!("exec:ffmpeg -re {MJPEG_ARGS}");
+    let mut server = Server::start(ctx, &binary, &mjpeg_camera)?;
+    let (a, b) = two_snaps(
+        ctx,
+        &mut server,
+        &client,
+        &scratch,
+        "mjpeg",
+        (WIDTH, HEIGHT),
+    )?;
+    for (name, jpeg) in [("first", &a), ("second", &b)] {
+        let unstamped = without_stamp(jpeg)
+            .ok_or_else(|| anyhow!("the {name} MJPEG snap carries no edgecam stamp"))?;
+        if !reference
+            .windows(unstamped.len())
+            .any(|frame| frame == unstamped.as_slice())
+        {
+            bail!(
+                "the {name} MJPEG snap, without its stamp, is none of the frames ffmpeg writes: \
+                 passthrough changed the camera's bytes"
+            );
+        }
+    }
+    println!(
+        "ok: MJPEG from ffmpeg passed through: both snaps are ffmpeg's frames byte for byte, plus the stamp"
+    );
+    server.shut_down()?;
+
+    let mut server = Server::start(ctx, &binary, NV12_CAMERA)?;
+    two_snaps(ctx, &mut server, &client, &scratch, "nv12", NV12_SIZE)?;
+    println!("ok: NV12 from ffmpeg encoded on the board by libjpeg-turbo");
+    server.shut_down()?;
+
+    let bench = run_bounded(
+        ctx,
+        &Cmd::new(QEMU_ARM)
+            .args(["-L", ARMHF_SYSROOT, &binary])
+            .args([
+                "bench",
+                "--encode-only",
+                "--sizes",
+                "640x480",
+                "--frames",
+                "20",
+            ]),
+        BENCH_LIMIT,
+        || Ok(()),
+    )?;
+    bench.require_success("the emulated encode benchmark")?;
+    let encode = |backend: &str, format: &str| encode_ms(&bench.stdout, backend, format);
+    let rust_rgb = encode("rust", "rgb24")
+        .ok_or_else(|| anyhow!("the emulated bench printed no rust rgb24 figure"))?;
+    let turbo_rgb = encode("turbo", "rgb24").ok_or_else(|| {
+        anyhow!("the emulated bench printed no turbo figure: was libjpeg-turbo built in?")
+    })?;
+    let turbo_nv12 = encode("turbo", "nv12")
+        .ok_or_else(|| anyhow!("the emulated bench printed no turbo nv12 figure"))?;
+
     println!("\nfigures for the README:");
+    println!(
+        "  encode CPU per 640x480 frame under qemu-arm, natural scene, relative to RGB into the \
+         pure-Rust encoder ({rust_rgb:.2} ms here): RGB into libjpeg-turbo {:.2}x, NV12 into \
+         libjpeg-turbo {:.2}x",
+        turbo_rgb / rust_rgb,
+        turbo_nv12 / rust_rgb
+    );
     println!(
         "  armv7 board build:    {:.0} s (this run's; a build from scratch takes longer than \
          a rebuild)",
@@ -151,6 +241,83 @@ pub(crate) fn run(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
+/// Two single shots from `server`, a second apart: both `size`, and not the same picture.
+fn two_snaps(
+    ctx: &Ctx,
+    server: &mut Server,
+    client: &str,
+    scratch: &str,
+    name: &str,
+    size: (u16, u16),
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let addr = server.addr.to_string();
+    let mut snaps = Vec::new();
+    for i in 1..=2 {
+        if i == 2 {
+            // The camera's next frames: at 30 fps, a second is 30 frames on.
+            thread::sleep(Duration::from_secs(1));
+        }
+        let path = format!("{scratch}/{name}-{i}.jpg");
+        let snap = run_bounded(
+            ctx,
+            &Cmd::new(client).args(["snap", &addr, "-o", &path, "--timeout", CLIENT_TIMEOUT]),
+            CLIENT_LIMIT,
+            || server.check_running(),
+        )?;
+        snap.require_success(&format!("the {name} single shot"))?;
+        let jpeg = std::fs::read(ctx.root.join(&path))
+            .with_context(|| format!("could not read the snap {path}"))?;
+        let got = jpeg_dimensions(&jpeg).map_err(|why| anyhow!("the snap {path} {why}"))?;
+        if got != size {
+            bail!(
+                "the snap {path} is {}x{}, not the camera's {}x{}",
+                got.0,
+                got.1,
+                size.0,
+                size.1
+            );
+        }
+        snaps.push(jpeg);
+    }
+    let b = snaps.pop().unwrap_or_default();
+    let a = snaps.pop().unwrap_or_default();
+    if a == b {
+        bail!("two {name} snaps a second apart are the same picture: the camera is not moving");
+    }
+    println!(
+        "ok: two {name} snaps are different {}x{} JPEGs",
+        size.0, size.1
+    );
+    Ok((a, b))
+}
+
+/// `jpeg` without the `edgecam seq=` COM segment the server puts right after SOI.
+fn without_stamp(jpeg: &[u8]) -> Option<Vec<u8>> {
+    if jpeg.get(..4)? != [0xFF, 0xD8, 0xFF, 0xFE] {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([*jpeg.get(4)?, *jpeg.get(5)?]));
+    let end = 4 + len;
+    if !jpeg.get(6..end)?.starts_with(b"edgecam seq=") {
+        return None;
+    }
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&jpeg[end..]);
+    Some(out)
+}
+
+/// The ms/frame of `JPEG encode alone, BACKEND FORMAT X ms/frame` in the bench's output.
+fn encode_ms(bench: &str, backend: &str, format: &str) -> Option<f64> {
+    bench.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("JPEG encode alone,")?;
+        let mut words = rest.split_whitespace();
+        if words.next()? != backend || words.next()? != format {
+            return None;
+        }
+        words.next()?.parse().ok()
+    })
+}
+
 /// The emulated server: killed when dropped unless it has exited.
 struct Server {
     child: Child,
@@ -160,7 +327,7 @@ struct Server {
 impl Server {
     /// Starts `edgecam serve` under qemu-arm on a free loopback port, and waits (bounded)
     /// until it accepts connections.
-    fn start(ctx: &Ctx, binary: &str) -> Result<Server> {
+    fn start(ctx: &Ctx, binary: &str, camera: &str) -> Result<Server> {
         let cmd = Cmd::new(QEMU_ARM).args([
             "-L",
             ARMHF_SYSROOT,
@@ -169,7 +336,7 @@ impl Server {
             "--bind",
             "127.0.0.1:0",
             "--camera",
-            CAMERA,
+            camera,
             "--allow-remote-shutdown",
             "--stats-interval",
             "2",
@@ -604,6 +771,35 @@ mod tests {
                     latency p50 12.0 ms p99 30.1 ms, 0 invalid, 1 drained after stop";
         assert_eq!(frames_streamed(line), Some(142));
         assert_eq!(frames_streamed("no frames"), None);
+    }
+
+    #[test]
+    fn the_stamp_is_taken_out_and_nothing_else() {
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xFE, 0x00, 0x0E];
+        jpeg.extend_from_slice(b"edgecam seq=");
+        jpeg.extend_from_slice(&[0xFF, 0xDB, 0xFF, 0xD9]);
+        assert_eq!(
+            without_stamp(&jpeg),
+            Some(vec![0xFF, 0xD8, 0xFF, 0xDB, 0xFF, 0xD9])
+        );
+        // Another comment is not our stamp; a truncated one is no stamp at all.
+        let mut other = jpeg.clone();
+        other[6] = b'X';
+        assert_eq!(without_stamp(&other), None);
+        assert_eq!(without_stamp(&jpeg[..10]), None);
+        assert_eq!(without_stamp(&[0xFF, 0xD8]), None);
+    }
+
+    #[test]
+    fn encode_figures_are_read_from_the_bench_output() {
+        let out = "synthetic camera, drawing a frame  1.2 ms/frame\n\
+                   JPEG encode alone, turbo   rgb24     3.250 ms/frame   55.1 KB  (as it is)\n\
+                   JPEG encode alone, turbo   nv12      2.125 ms/frame   54.0 KB  (as it is)\n\
+                   JPEG encode alone, rust    rgb24    20.000 ms/frame   52.0 KB  (as it is)\n";
+        assert_eq!(encode_ms(out, "turbo", "rgb24"), Some(3.25));
+        assert_eq!(encode_ms(out, "turbo", "nv12"), Some(2.125));
+        assert_eq!(encode_ms(out, "rust", "rgb24"), Some(20.0));
+        assert_eq!(encode_ms(out, "rust", "nv12"), None);
     }
 
     #[test]

@@ -186,6 +186,7 @@ impl Machine {
             "aarch64-linux-gnu-gcc" => "apt-get install gcc-aarch64-linux-gnu".to_owned(),
             "qemu-arm" => "apt-get install qemu-user".to_owned(),
             "cmake" => "apt-get install cmake".to_owned(),
+            "ffmpeg" => "apt-get install ffmpeg".to_owned(),
             "nasm" => "apt-get install nasm".to_owned(),
             _ => "put the board vendor's SDK bin folder on the PATH, or give the linker's full \
                   path (`linker` in boards.toml, or --linker)"
@@ -197,10 +198,11 @@ impl Machine {
         })
     }
 
-    /// What `--emulate` needs beyond the armv7 build: qemu-user, and the armhf dynamic
-    /// loader and C library it runs the binary with.
+    /// What `--emulate` needs beyond the armv7 build: qemu-user, the armhf dynamic loader and
+    /// C library it runs the binary with, and ffmpeg (the `exec:` cameras' program).
     pub(crate) fn check_emulator(&self) -> Vec<Missing> {
         let mut missing: Vec<Missing> = self.tool_missing(QEMU_ARM).into_iter().collect();
+        missing.extend(self.tool_missing("ffmpeg"));
         if !(self.file)(ARMHF_LOADER) {
             missing.push(Missing {
                 what: format!("the armhf C library ({ARMHF_LOADER})"),
@@ -359,11 +361,12 @@ x86_64-unknown-linux-gnu (installed)
     }
 
     #[test]
-    fn the_emulator_check_names_qemu_user_and_the_armhf_libc() {
+    fn the_emulator_check_names_qemu_user_ffmpeg_and_the_armhf_libc() {
         assert_eq!(
             skip_reason(&bare(LIST).check_emulator()),
-            "missing qemu-arm on the PATH, the armhf C library (/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3) \
-             (apt-get install qemu-user; apt-get install libc6-armhf-cross)"
+            "missing qemu-arm on the PATH, ffmpeg on the PATH, the armhf C library \
+             (/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3) \
+             (apt-get install qemu-user; apt-get install ffmpeg; apt-get install libc6-armhf-cross)"
         );
     }
 
