@@ -613,7 +613,7 @@ mod tests {
         let expected: Vec<Vec<u8>> = [0, 1, 3, 4].iter().map(|&i| frames[i].0.clone()).collect();
         assert_eq!(read_all(&repaired), expected);
         let listing = crate::reader::listing(
-            &parse::scan(&mut Cursor::new(&repaired), Path::new("x")).unwrap(),
+            &parse::scan_listing(&mut Cursor::new(&repaired), Path::new("x")).unwrap(),
         );
         assert!(listing.contains("JUNK 77 bytes"), "{listing}");
     }
