@@ -26,6 +26,7 @@ mod reader;
 mod recorder;
 mod repair;
 mod riff;
+mod salvage;
 mod segmented;
 mod writer;
 
@@ -36,7 +37,7 @@ pub use jpeg_dir::JpegDirRecorder;
 pub use parse::ReadError;
 pub use reader::{AviInfo, AviReader, FramePosition, chunk_listing, read_frames};
 pub use recorder::{AviRecordError, AviRecorder};
-pub use repair::{RepairReport, repair};
+pub use repair::{DroppedRange, RepairReport, repair};
 pub use riff::{FrameRate, MAX_FRAME_BYTES};
 pub use segmented::{ParseSizeError, SegmentLimits, Segmented, parse_size, segment_path};
 pub use writer::{AviConfig, AviError, AviFile, AviSummary, AviWriter};

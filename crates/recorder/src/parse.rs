@@ -246,13 +246,6 @@ impl Layout {
     pub fn frame_count(&self) -> u64 {
         self.riffs.iter().map(|r| r.frames.len() as u64).sum()
     }
-    /// Where the last whole item the pass found ends.
-    pub fn end(&self) -> u64 {
-        match &self.stop {
-            Stop::End => self.len,
-            Stop::Cut { at, .. } | Stop::Garbage { at, .. } => *at,
-        }
-    }
 }
 
 /// Positioned reads from a file of known length, errors naming the path.
