@@ -196,11 +196,29 @@ impl<R: Read + Seek> Walk<'_, '_, R> {
             && self.followed_well(pos + riff::chunk_len(u64::from(size)))?)
     }
 
-    /// Whether the index chunk at `pos` is whole and followed by another chunk or the end.
+    /// Whether the size of the index chunk `id` at `pos` is what its entries take, as edgecam
+    /// writes them: 16 bytes an entry in `idx1`, 24 + 8 an entry in `ix##`. (A damaged size
+    /// that happens to end at a later chunk must not swallow the frames in between.)
+    fn index_size_fits(&mut self, pos: u64, id: FourCc, size: u32) -> Result<bool, ReadError> {
+        if id == IDX1 {
+            return Ok(size % 16 == 0);
+        }
+        if size < 24 || pos + 16 > self.len {
+            return Ok(false);
+        }
+        let n: [u8; 4] = self.read(pos + 12)?;
+        Ok(u64::from(size) == 24 + 8 * u64::from(u32::from_le_bytes(n)))
+    }
+
+    /// Whether the index chunk at `pos` is whole, of the size its entries take, and followed
+    /// by another chunk or the end.
     fn whole_index(&mut self, pos: u64) -> Result<bool, ReadError> {
-        let size: [u8; 4] = self.read(pos + 4)?;
-        let size = u64::from(u32::from_le_bytes(size));
-        Ok(pos + 8 + size <= self.len && self.followed_well(pos + riff::chunk_len(size))?)
+        let hdr: [u8; 8] = self.read(pos)?;
+        let (id, size) = (cc(&hdr), le32(&hdr[4..]));
+        let size64 = u64::from(size);
+        Ok(pos + 8 + size64 <= self.len
+            && self.index_size_fits(pos, id, size)?
+            && self.followed_well(pos + riff::chunk_len(size64))?)
     }
 
     /// Whether the 24 bytes at `pos` open a further RIFF: `RIFF .... AVIX LIST .... movi`.
@@ -250,7 +268,7 @@ impl<R: Read + Seek> Walk<'_, '_, R> {
             return Ok(Found::Segment { size });
         }
         let index = id == IDX1 || id.starts_with(b"ix");
-        if (id == JUNK || index && is_known_id(id))
+        if (id == JUNK || index && is_known_id(id) && self.index_size_fits(pos, id, size)?)
             && pos + 8 + size64 <= self.len
             && self.followed_well(end)?
         {
