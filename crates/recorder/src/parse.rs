@@ -169,8 +169,6 @@ pub(crate) struct Riff {
     /// Its `LIST 'movi'`: position and size field.
     pub movi: Option<(u64, u32)>,
     pub frames: Vec<FrameChunk>,
-    /// Its `ix##` chunks.
-    pub ix: Vec<Chunk>,
     pub idx1: Option<Chunk>,
 }
 
@@ -181,7 +179,6 @@ impl Riff {
             size,
             movi: None,
             frames: Vec::new(),
-            ix: Vec::new(),
             idx1: None,
         }
     }
@@ -736,7 +733,6 @@ fn walk<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Read
         } else {
             let mut text = format!("{} {size} bytes", show(id));
             if id.starts_with(b"ix") {
-                riff.ix.push(chunk);
                 if size >= 8 {
                     let mut n = [0; 4];
                     src.read_at(pos + 12, &mut n)?;

@@ -165,6 +165,15 @@ impl fmt::Display for RepairReport {
 /// moved or copied, so repairing a large file costs about one read of its chunk headers.
 /// Whole chunks that do not hold a JPEG are turned into `JUNK` chunks.
 ///
+/// Damage inside the file (a changed byte, a zeroed range) costs only the frames it touched:
+/// after a chunk header that makes no sense, repair looks for the next chunk that holds a whole
+/// JPEG (or the next RIFF or index) and goes on from there; the range between becomes `JUNK`.
+/// A frame whose header is damaged in one field (its id, or a size that cannot be or is one
+/// byte off) is kept with the header written again; a lost `RIFF 'AVIX'` header is written
+/// again where the RIFF before it says it ended. The report lists every range dropped and why
+/// ([`RepairReport::dropped`]). When repair cannot tell what the file is (the header, `LIST
+/// 'hdrl'`, is damaged) or where to put an index, it refuses with an error and changes nothing.
+///
 /// The frame rate comes from the capture times edgecam stamps into its frames when the first
 /// and last kept frames have them, else from the old header (brought up to date about once
 /// a second while recording), else it is 25 fps.
