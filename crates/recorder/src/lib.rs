@@ -13,8 +13,9 @@
 //!   with any of the two; [`parse_size`] reads `--segment-size` values.
 //! - [`AviReader`] / [`read_frames`] read AVI files (ours and others') back frame by frame,
 //!   after checking their structure and indexes; [`chunk_listing`] shows that structure.
-//! - [`repair`] makes a recording that was cut off (killed, full disk, power loss) a valid
-//!   file again, in place, keeping every frame that reached the disk whole.
+//! - [`repair`] makes a recording that was cut off (killed, full disk, power loss) or damaged
+//!   a valid file again, in place, keeping every frame that reached the disk whole and every
+//!   frame the damage did not touch.
 //!
 //! Crash safety of the AVI recorder, in short: the header is written first, each frame goes to
 //! the OS as it arrives, the data is synced about once a second, and whatever the file looks
@@ -26,6 +27,7 @@ mod reader;
 mod recorder;
 mod repair;
 mod riff;
+mod salvage;
 mod segmented;
 mod writer;
 
@@ -36,7 +38,7 @@ pub use jpeg_dir::JpegDirRecorder;
 pub use parse::ReadError;
 pub use reader::{AviInfo, AviReader, FramePosition, chunk_listing, read_frames};
 pub use recorder::{AviRecordError, AviRecorder};
-pub use repair::{RepairReport, repair};
+pub use repair::{DroppedRange, RepairReport, repair};
 pub use riff::{FrameRate, MAX_FRAME_BYTES};
 pub use segmented::{ParseSizeError, SegmentLimits, Segmented, parse_size, segment_path};
 pub use writer::{AviConfig, AviError, AviFile, AviSummary, AviWriter};

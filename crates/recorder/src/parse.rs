@@ -4,7 +4,14 @@
 //!
 //! The reader, the chunk listing and repair all start here. Nothing here panics on any input,
 //! every loop moves forward through the file or through a bounded buffer, and no allocation
-//! is larger than the file (nor than a fixed cap).
+//! is larger than the file (nor than a fixed cap). What is kept is a few words per frame chunk
+//! and per RIFF; indexes are checked a block at a time, each index chunk read once; the lines
+//! of a listing are only kept when one is asked for ([`scan_listing`]).
+//!
+//! Arithmetic on what the file says: positions are below the file's length and chunk sizes
+//! are 32-bit, so `position + size` fits 64 bits; 64-bit values read from the file (index base
+//! offsets, super index positions) are added with `checked_add`. Nothing read from the file is
+//! converted to `usize` unchecked (the board is 32-bit).
 
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -19,6 +26,10 @@ use crate::riff::{
 
 /// Headers and index chunks larger than this are not read into memory.
 const MAX_META_BYTES: u64 = 256 << 20;
+
+/// More RIFFs than this are not kept track of: the pass stops there. (edgecam writes at most
+/// 1024, one per GiB; this only bounds the memory a file of tiny `RIFF` headers costs.)
+const MAX_RIFFS: usize = 1 << 16;
 
 /// Why a file could not be read, listed or repaired.
 #[derive(Debug, Error)]
@@ -158,8 +169,6 @@ pub(crate) struct Riff {
     /// Its `LIST 'movi'`: position and size field.
     pub movi: Option<(u64, u32)>,
     pub frames: Vec<FrameChunk>,
-    /// Its `ix##` chunks.
-    pub ix: Vec<Chunk>,
     pub idx1: Option<Chunk>,
 }
 
@@ -170,7 +179,6 @@ impl Riff {
             size,
             movi: None,
             frames: Vec::new(),
-            ix: Vec::new(),
             idx1: None,
         }
     }
@@ -195,6 +203,22 @@ pub(crate) struct Item {
     pub text: String,
 }
 
+/// The listing's lines. Kept only when a listing is asked for: a file of many small chunks
+/// would otherwise cost several times its size in memory.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Items {
+    on: bool,
+    pub list: Vec<Item>,
+}
+
+impl Items {
+    fn push(&mut self, item: Item) {
+        if self.on {
+            self.list.push(item);
+        }
+    }
+}
+
 /// Everything the pass found.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
@@ -204,7 +228,7 @@ pub(crate) struct Layout {
     /// `None` when the file ends inside `LIST 'hdrl'`.
     pub header: Option<Header>,
     pub riffs: Vec<Riff>,
-    pub items: Vec<Item>,
+    pub items: Items,
     pub stop: Stop,
     /// Everything that is not as a valid file has it; empty for a valid file.
     pub problems: Vec<String>,
@@ -218,13 +242,6 @@ impl Layout {
     }
     pub fn frame_count(&self) -> u64 {
         self.riffs.iter().map(|r| r.frames.len() as u64).sum()
-    }
-    /// Where the last whole item the pass found ends.
-    pub fn end(&self) -> u64 {
-        match &self.stop {
-            Stop::End => self.len,
-            Stop::Cut { at, .. } | Stop::Garbage { at, .. } => *at,
-        }
     }
 }
 
@@ -295,7 +312,7 @@ fn chunks(data: &[u8]) -> impl Iterator<Item = (usize, FourCc, &[u8])> {
 }
 
 /// Reads `LIST 'hdrl'`'s contents (`data`, which starts at file offset `base`).
-fn parse_hdrl(data: &[u8], base: u64, items: &mut Vec<Item>) -> Header {
+fn parse_hdrl(data: &[u8], base: u64, items: &mut Items) -> Header {
     let mut h = Header::default();
     for (at, id, body) in chunks(data) {
         let offset = base + at as u64;
@@ -387,7 +404,7 @@ fn other_item(offset: u64, depth: usize, id: FourCc, body: &[u8]) -> Item {
 }
 
 /// One `LIST 'strl'`'s contents; `Some` when it is a video stream.
-fn parse_strl(data: &[u8], base: u64, number: u32, items: &mut Vec<Item>) -> Option<Video> {
+fn parse_strl(data: &[u8], base: u64, number: u32, items: &mut Items) -> Option<Video> {
     let mut video: Option<Video> = None;
     let mut is_video = false;
     for (at, id, body) in chunks(data) {
@@ -495,6 +512,15 @@ fn parse_strl(data: &[u8], base: u64, number: u32, items: &mut Vec<Item>) -> Opt
 
 /// Makes one pass over the file and checks what it found.
 pub(crate) fn scan<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Layout, ReadError> {
+    scan_with(r, path, false)
+}
+
+/// [`scan`], keeping the lines of a chunk listing in [`Layout::items`].
+pub(crate) fn scan_listing<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Layout, ReadError> {
+    scan_with(r, path, true)
+}
+
+fn scan_with<R: Read + Seek>(r: &mut R, path: &Path, listing: bool) -> Result<Layout, ReadError> {
     let mut src = Src::new(r, path)?;
     let len = src.len;
     let not_avi = |reason: String| ReadError::NotAvi {
@@ -522,15 +548,19 @@ pub(crate) fn scan<R: Read + Seek>(r: &mut R, path: &Path) -> Result<Layout, Rea
         hdrl_at: None,
         header: None,
         riffs: vec![Riff::new(0, le32(&head, 4).unwrap_or(0))],
-        items: vec![Item {
-            offset: 0,
-            depth: 0,
-            text: format!("RIFF 'AVI ' {} bytes", le32(&head, 4).unwrap_or(0)),
-        }],
+        items: Items {
+            on: listing,
+            list: Vec::new(),
+        },
         stop: Stop::End,
         problems: Vec::new(),
         first_frame_size: None,
     };
+    layout.items.push(Item {
+        offset: 0,
+        depth: 0,
+        text: format!("RIFF 'AVI ' {} bytes", le32(&head, 4).unwrap_or(0)),
+    });
     walk(&mut src, &mut layout)?;
     check(&mut src, &mut layout)?;
     Ok(layout)
@@ -583,6 +613,13 @@ fn walk<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Read
                     l.stop = Stop::Garbage {
                         at: pos,
                         what: format!("a RIFF '{}' where only 'AVIX' belongs", show(kind)),
+                    };
+                    return Ok(());
+                }
+                if l.riffs.len() >= MAX_RIFFS {
+                    l.stop = Stop::Garbage {
+                        at: pos,
+                        what: format!("a RIFF beyond the {MAX_RIFFS}th"),
                     };
                     return Ok(());
                 }
@@ -696,7 +733,6 @@ fn walk<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Read
         } else {
             let mut text = format!("{} {size} bytes", show(id));
             if id.starts_with(b"ix") {
-                riff.ix.push(chunk);
                 if size >= 8 {
                     let mut n = [0; 4];
                     src.read_at(pos + 12, &mut n)?;
@@ -721,77 +757,235 @@ fn walk<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Read
     }
 }
 
-/// Reads an index chunk's body, when it is whole and of a sane size.
-fn read_index_chunk<R: Read + Seek>(
+/// Index entries are read this many bytes at a time, so that checking an index costs a fixed
+/// amount of memory whatever it claims.
+const INDEX_BLOCK: usize = 64 << 10;
+
+/// An index chunk at `offset`: its id, where its body starts and how long it is, when the
+/// chunk is whole in the file.
+fn index_chunk<R: Read + Seek>(
     src: &mut Src<'_, R>,
     offset: u64,
-) -> Result<Result<(FourCc, Vec<u8>), String>, ReadError> {
-    if offset.checked_add(8).is_none_or(|end| end > src.len) {
+) -> Result<Result<(FourCc, u64, u64), String>, ReadError> {
+    let Some(body) = offset.checked_add(8).filter(|&b| b <= src.len) else {
         return Ok(Err(format!(
             "points past the end of the file (byte {offset})"
         )));
-    }
+    };
     let mut hdr = [0; 8];
     src.read_at(offset, &mut hdr)?;
     let id = cc(&hdr, 0).unwrap_or([0; 4]);
     let size = u64::from(le32(&hdr, 4).unwrap_or(0));
-    if offset + 8 + size > src.len || size > MAX_META_BYTES {
+    if body + size > src.len {
         return Ok(Err(format!(
             "the index chunk at byte {offset} ({size} bytes) is not whole"
         )));
     }
-    Ok(Ok((id, src.read_vec(offset + 8, size)?)))
+    Ok(Ok((id, body, size)))
 }
 
-/// The frames an OpenDML standard index lists: (chunk position, JPEG length).
-fn parse_ix(id: FourCc, body: &[u8], offset: u64) -> Result<Vec<(u64, u32)>, String> {
-    let longs = le16(body, 0).unwrap_or(0);
-    let index_type = body.get(3).copied().unwrap_or(0xFF);
-    if !id.starts_with(b"ix") && !id.ends_with(b"ix") || longs != 2 || index_type != 1 {
-        return Err(format!(
-            "the chunk at byte {offset} is not a standard index ({})",
-            show(id)
-        ));
+/// Calls `f` on each of the `count` entries of `entry_len` bytes at `pos` (which the caller
+/// has checked are in the file), reading a block at a time; stops at `f`'s first error.
+fn for_each_entry<R: Read + Seek>(
+    src: &mut Src<'_, R>,
+    pos: u64,
+    count: u64,
+    entry_len: usize,
+    mut f: impl FnMut(&[u8]) -> Result<(), String>,
+) -> Result<Result<(), String>, ReadError> {
+    let per_block = (INDEX_BLOCK / entry_len) as u64;
+    let mut buf = Vec::new();
+    let mut done = 0u64;
+    while done < count {
+        let n = (count - done).min(per_block);
+        // n * entry_len <= INDEX_BLOCK: fits usize on any platform.
+        buf.resize(n as usize * entry_len, 0);
+        src.read_at(pos + done * entry_len as u64, &mut buf)?;
+        for entry in buf.chunks_exact(entry_len) {
+            if let Err(why) = f(entry) {
+                return Ok(Err(why));
+            }
+        }
+        done += n;
     }
-    let n = le32(body, 4).unwrap_or(0) as usize;
-    let base = le64(body, 12).unwrap_or(0);
-    if n > body.len().saturating_sub(24) / 8 {
-        return Err(format!(
-            "the index at byte {offset} claims {n} entries but has room for fewer"
-        ));
-    }
-    (0..n)
-        .map(|i| {
-            let at = 24 + 8 * i;
-            let rel = le32(body, at).unwrap_or(0);
-            let size = le32(body, at + 4).unwrap_or(0) & !NOT_KEYFRAME;
-            let pos = (base + u64::from(rel))
-                .checked_sub(8)
-                .ok_or_else(|| format!("entry {i} of the index at byte {offset} is invalid"))?;
-            Ok((pos, size))
-        })
-        .collect()
+    Ok(Ok(()))
 }
 
-/// The first difference between what an index lists and the frames found.
-fn compare(name: &str, listed: &[(u64, u32)], found: &[&FrameChunk]) -> Option<String> {
-    if listed.len() != found.len() {
-        return Some(format!(
-            "{name} lists {} frames where the file holds {}",
-            listed.len(),
-            found.len()
-        ));
+/// Compares what an index lists, entry by entry, with the frames found, keeping only the
+/// first difference.
+struct Compare<'a, I> {
+    name: &'static str,
+    found: I,
+    listed: u64,
+    first_difference: Option<String>,
+    _frames: std::marker::PhantomData<&'a FrameChunk>,
+}
+
+impl<'a, I: Iterator<Item = &'a FrameChunk>> Compare<'a, I> {
+    fn new(name: &'static str, found: I) -> Self {
+        Compare {
+            name,
+            found,
+            listed: 0,
+            first_difference: None,
+            _frames: std::marker::PhantomData,
+        }
     }
-    listed
-        .iter()
-        .zip(found)
-        .position(|(&(pos, size), f)| pos != f.chunk.offset || size != f.chunk.size)
-        .map(|i| {
-            format!(
-                "{name} entry {i} says byte {} ({} bytes) where frame {i} is at byte {} ({} bytes)",
-                listed[i].0, listed[i].1, found[i].chunk.offset, found[i].chunk.size
-            )
-        })
+
+    fn entry(&mut self, pos: u64, size: u32) {
+        let i = self.listed;
+        self.listed += 1;
+        let Some(f) = self.found.next() else {
+            return;
+        };
+        if self.first_difference.is_none() && (pos != f.chunk.offset || size != f.chunk.size) {
+            self.first_difference = Some(format!(
+                "{} entry {i} says byte {pos} ({size} bytes) where frame {i} is at byte {} ({} bytes)",
+                self.name, f.chunk.offset, f.chunk.size
+            ));
+        }
+    }
+
+    /// The first difference: in the number of frames, else in an entry.
+    fn finish(self, total: u64) -> Option<String> {
+        if self.listed != total {
+            return Some(format!(
+                "{} lists {} frames where the file holds {total}",
+                self.name, self.listed
+            ));
+        }
+        self.first_difference
+    }
+}
+
+/// Checks the OpenDML index: each super index entry's `ix##` chunk, in file order and each
+/// read once, against the frames found.
+fn check_opendml<R: Read + Seek>(
+    src: &mut Src<'_, R>,
+    l: &Layout,
+    entries: &[SuperIndexEntry],
+) -> Result<Option<String>, ReadError> {
+    let mut compare = Compare::new("the OpenDML index", l.frames());
+    let mut broken = None;
+    // Where the previous entry's index chunk ends: each must start at or after it, so that a
+    // super index of 1024 entries pointing at one large chunk costs one read, not 1024.
+    let mut prev_end = 0u64;
+    for (i, e) in entries.iter().enumerate() {
+        if e.offset < prev_end {
+            broken = Some(format!(
+                "super index entry {i} points at byte {}, before the end of the index of entry {} (byte {prev_end})",
+                e.offset,
+                i - 1
+            ));
+            break;
+        }
+        let (id, body, size) = match index_chunk(src, e.offset)? {
+            Ok(chunk) => chunk,
+            Err(why) => {
+                broken = Some(format!("super index entry {i}: {why}"));
+                break;
+            }
+        };
+        prev_end = body + size;
+        let mut head = [0; 24];
+        let head_ok = size >= 24 && {
+            src.read_at(body, &mut head)?;
+            true
+        };
+        let longs = le16(&head, 0).unwrap_or(0);
+        let index_type = head[3];
+        if !head_ok
+            || !id.starts_with(b"ix") && !id.ends_with(b"ix")
+            || longs != 2
+            || index_type != 1
+        {
+            broken = Some(format!(
+                "super index entry {i}: the chunk at byte {} is not a standard index ({})",
+                e.offset,
+                show(id)
+            ));
+            break;
+        }
+        let n = u64::from(le32(&head, 4).unwrap_or(0));
+        let base = le64(&head, 12).unwrap_or(0);
+        if n > (size - 24) / 8 {
+            broken = Some(format!(
+                "super index entry {i}: the index at byte {} claims {n} entries but has room for fewer",
+                e.offset
+            ));
+            break;
+        }
+        if n != u64::from(e.duration) {
+            broken = Some(format!(
+                "super index entry {i} says {} frames, its index lists {n}",
+                e.duration
+            ));
+        }
+        let mut k = 0u64;
+        let result = for_each_entry(src, body + 24, n, 8, |entry| {
+            let rel = le32(entry, 0).unwrap_or(0);
+            let len = le32(entry, 4).unwrap_or(0) & !NOT_KEYFRAME;
+            // The base and the offset are both read from the file: add them with care.
+            let pos = base
+                .checked_add(u64::from(rel))
+                .and_then(|p| p.checked_sub(8))
+                .ok_or_else(|| {
+                    format!(
+                        "super index entry {i}: entry {k} of the index at byte {} is invalid",
+                        e.offset
+                    )
+                })?;
+            compare.entry(pos, len);
+            k += 1;
+            Ok(())
+        })?;
+        if let Err(why) = result {
+            broken = Some(why);
+            break;
+        }
+    }
+    Ok(match broken {
+        Some(why) => Some(format!("the OpenDML index is broken: {why}")),
+        None => compare.finish(l.frame_count()),
+    })
+}
+
+/// Checks the classic index against the first RIFF's frames.
+fn check_idx1<R: Read + Seek>(
+    src: &mut Src<'_, R>,
+    l: &Layout,
+    idx1: Chunk,
+    ids: [FourCc; 2],
+) -> Result<Option<String>, ReadError> {
+    let (_, body, size) = match index_chunk(src, idx1.offset)? {
+        Ok(chunk) => chunk,
+        Err(why) => return Ok(Some(format!("idx1 is broken: {why}"))),
+    };
+    let first_riff = &l.riffs[0].frames;
+    // Offsets count from the movi code; a few writers use file positions.
+    let movi_code = l.riffs[0].movi.map_or(0, |(m, _)| m + 8);
+    let first_frame = first_riff.first().map(|f| f.chunk.offset);
+    let mut base = None;
+    let mut compare = Compare::new("idx1", first_riff.iter());
+    let mut invalid = None;
+    for_each_entry(src, body, size / 16, 16, |e| {
+        if !cc(e, 0).is_some_and(|id| ids.contains(&id)) {
+            return Ok(());
+        }
+        let offset = u64::from(le32(e, 8).unwrap_or(0));
+        let base = *base.get_or_insert(if Some(offset) == first_frame {
+            0
+        } else {
+            movi_code
+        });
+        match base.checked_add(offset) {
+            Some(pos) => compare.entry(pos, le32(e, 12).unwrap_or(0)),
+            None => invalid = Some(format!("idx1 entry {} is invalid", compare.listed)),
+        }
+        Ok(())
+    })?
+    .ok();
+    Ok(invalid.or_else(|| compare.finish(first_riff.len() as u64)))
 }
 
 /// Compares the structure, the indexes and the header with what the pass found.
@@ -855,69 +1049,22 @@ fn check<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Rea
         }
     }
 
-    let all: Vec<&FrameChunk> = l.frames().collect();
-    let total = all.len() as u64;
-    let first_riff: Vec<&FrameChunk> = l.riffs[0].frames.iter().collect();
+    let total = l.frame_count();
+    let first_riff_frames = l.riffs[0].frames.len() as u64;
 
     // The OpenDML index.
     let odml_entries = video.super_index.as_ref().map_or(0, |s| s.entries.len());
     if let Some(si) = &video.super_index
         && !si.entries.is_empty()
+        && let Some(why) = check_opendml(src, l, &si.entries)?
     {
-        let mut listed = Vec::new();
-        let mut broken = None;
-        for (i, e) in si.entries.iter().enumerate() {
-            let chunk = match read_index_chunk(src, e.offset)? {
-                Ok((id, body)) => parse_ix(id, &body, e.offset),
-                Err(why) => Err(why),
-            };
-            match chunk {
-                Ok(entries) => {
-                    if entries.len() as u64 != u64::from(e.duration) {
-                        broken = Some(format!(
-                            "super index entry {i} says {} frames, its index lists {}",
-                            e.duration,
-                            entries.len()
-                        ));
-                    }
-                    listed.extend(entries);
-                }
-                Err(why) => {
-                    broken = Some(format!("super index entry {i}: {why}"));
-                    break;
-                }
-            }
-        }
-        if let Some(why) = broken {
-            problems.push(format!("the OpenDML index is broken: {why}"));
-        } else if let Some(why) = compare("the OpenDML index", &listed, &all) {
-            problems.push(why);
-        }
+        problems.push(why);
     }
 
     // The classic index, of the first RIFF's frames.
     if let Some(idx1) = l.riffs[0].idx1 {
-        let ids = video.ids();
-        match read_index_chunk(src, idx1.offset)? {
-            Ok((_, body)) => {
-                let entries: Vec<(u64, u32)> = body
-                    .chunks_exact(16)
-                    .filter(|e| cc(e, 0).is_some_and(|id| ids.contains(&id)))
-                    .map(|e| (u64::from(le32(e, 8).unwrap_or(0)), le32(e, 12).unwrap_or(0)))
-                    .collect();
-                // Offsets count from the movi code; a few writers use file positions.
-                let movi_code = l.riffs[0].movi.map_or(0, |(m, _)| m + 8);
-                let absolute = matches!(
-                    (entries.first(), first_riff.first()),
-                    (Some(e), Some(f)) if e.0 == f.chunk.offset
-                );
-                let base = if absolute { 0 } else { movi_code };
-                let listed: Vec<(u64, u32)> = entries.iter().map(|&(o, s)| (base + o, s)).collect();
-                if let Some(why) = compare("idx1", &listed, &first_riff) {
-                    problems.push(why);
-                }
-            }
-            Err(why) => problems.push(format!("idx1 is broken: {why}")),
+        if let Some(why) = check_idx1(src, l, idx1, video.ids())? {
+            problems.push(why);
         }
     } else if total > 0 && odml_entries == 0 {
         problems.push("the file has no index (neither idx1 nor an OpenDML index)".into());
@@ -946,10 +1093,9 @@ fn check<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Rea
     }
     if let Some(avih) = header.avih {
         let n = u64::from(avih.total_frames);
-        if n != first_riff.len() as u64 && n != total {
+        if n != first_riff_frames && n != total {
             problems.push(format!(
-                "the main header says {n} frames, the first RIFF holds {}",
-                first_riff.len()
+                "the main header says {n} frames, the first RIFF holds {first_riff_frames}"
             ));
         }
     } else {
@@ -957,7 +1103,8 @@ fn check<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Rea
     }
 
     // The picture size, from the first frame's JPEG.
-    if let Some(first) = all.first().filter(|f| f.jpeg)
+    let first = l.frames().next().copied();
+    if let Some(first) = first.filter(|f| f.jpeg)
         && u64::from(first.chunk.size) <= MAX_FRAME_BYTES as u64
     {
         let jpeg = src.read_vec(first.chunk.data(), u64::from(first.chunk.size))?;
@@ -972,4 +1119,75 @@ fn check<R: Read + Seek>(src: &mut Src<'_, R>, l: &mut Layout) -> Result<(), Rea
     }
     l.problems = problems;
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::test_support::frames;
+    use crate::writer::{AviConfig, AviWriter};
+
+    fn recording(n: usize) -> Vec<u8> {
+        let mut w = AviWriter::new(Cursor::new(Vec::new()), AviConfig::default()).unwrap();
+        for (j, t) in frames(&vec![(20, 40_000); n]) {
+            w.write_frame(&j, t).unwrap();
+        }
+        w.finish().unwrap();
+        w.into_file().into_inner()
+    }
+
+    /// Where the super index's body starts.
+    fn indx_body(bytes: &[u8]) -> usize {
+        bytes.windows(4).position(|w| w == INDX).unwrap() + 8
+    }
+
+    fn problems(bytes: Vec<u8>) -> Vec<String> {
+        scan(&mut Cursor::new(bytes), Path::new("x.avi"))
+            .unwrap()
+            .problems
+    }
+
+    #[test]
+    fn a_super_index_whose_entries_all_point_at_one_index_is_read_once() {
+        let mut bytes = recording(50);
+        let at = indx_body(&bytes);
+        let first: [u8; 16] = bytes[at + 24..at + 40].try_into().unwrap();
+        bytes[at + 4..at + 8].copy_from_slice(&1024u32.to_le_bytes());
+        for i in 1..1024 {
+            bytes[at + 24 + 16 * i..at + 40 + 16 * i].copy_from_slice(&first);
+        }
+        let problems = problems(bytes);
+        assert!(
+            problems.iter().any(|p| p
+                .starts_with("the OpenDML index is broken: super index entry 1 points at byte")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn an_index_base_near_the_end_of_u64_is_an_error_not_an_overflow() {
+        let mut bytes = recording(3);
+        let ix = bytes.windows(4).position(|w| w == riff::IX00).unwrap();
+        // qwBaseOffset: 12 bytes into the body.
+        bytes[ix + 8 + 12..ix + 8 + 20].copy_from_slice(&(u64::MAX - 2).to_le_bytes());
+        let problems = problems(bytes);
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("entry 0 of the index at byte") && p.contains("is invalid")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn the_listing_is_only_built_when_asked_for() {
+        let bytes = recording(3);
+        let plain = scan(&mut Cursor::new(&bytes), Path::new("x.avi")).unwrap();
+        assert!(plain.items.list.is_empty());
+        let listed = scan_listing(&mut Cursor::new(&bytes), Path::new("x.avi")).unwrap();
+        assert!(listed.items.list.len() > 5, "{:?}", listed.items);
+    }
 }

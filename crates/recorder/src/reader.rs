@@ -98,7 +98,7 @@ impl<R: Read + Seek> AviReader<R> {
                 frames: self.info.frame_positions.len(),
             });
         };
-        if len as usize > MAX_FRAME_BYTES {
+        if u64::from(len) > MAX_FRAME_BYTES as u64 {
             return Err(ReadError::FrameTooLarge {
                 path: self.path.clone(),
                 index,
@@ -176,7 +176,7 @@ pub fn chunk_listing(path: impl AsRef<Path>) -> Result<String, ReadError> {
         path: path.to_owned(),
         source,
     })?;
-    let layout = parse::scan(&mut BufReader::new(&mut file), path)?;
+    let layout = parse::scan_listing(&mut BufReader::new(&mut file), path)?;
     Ok(listing(&layout))
 }
 
@@ -192,6 +192,7 @@ pub(crate) fn listing(layout: &Layout) -> String {
         .unwrap_or_else(|| "00dc".into());
     let mut lines: Vec<(u64, usize, String)> = layout
         .items
+        .list
         .iter()
         .map(|i| (i.offset, i.depth, i.text.clone()))
         .collect();
@@ -203,8 +204,8 @@ pub(crate) fn listing(layout: &Layout) -> String {
             let mut j = i + 1;
             // Items are in file order: is there one between two frames?
             let between = |a: u64, b: u64| {
-                let k = layout.items.partition_point(|it| it.offset <= a);
-                layout.items.get(k).is_some_and(|it| it.offset < b)
+                let k = layout.items.list.partition_point(|it| it.offset <= a);
+                layout.items.list.get(k).is_some_and(|it| it.offset < b)
             };
             while j < frames.len() && !between(frames[j - 1].chunk.offset, frames[j].chunk.offset) {
                 j += 1;
@@ -290,7 +291,7 @@ mod tests {
     }
 
     fn listing_of(bytes: &[u8]) -> String {
-        listing(&parse::scan(&mut Cursor::new(bytes), Path::new("x.avi")).unwrap())
+        listing(&parse::scan_listing(&mut Cursor::new(bytes), Path::new("x.avi")).unwrap())
     }
 
     #[test]
@@ -401,7 +402,7 @@ mod tests {
             let mut bytes = if riff_avi { b"RIFF\0\0\0\0AVI ".to_vec() } else { Vec::new() };
             bytes.extend_from_slice(&body);
             let _ = AviReader::new(Cursor::new(bytes.clone()), "x.avi");
-            if let Ok(layout) = parse::scan(&mut Cursor::new(&bytes), Path::new("x.avi")) {
+            if let Ok(layout) = parse::scan_listing(&mut Cursor::new(&bytes), Path::new("x.avi")) {
                 let _ = listing(&layout);
             }
             let mut file = Cursor::new(bytes);

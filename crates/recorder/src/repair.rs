@@ -8,11 +8,12 @@ use std::path::{Path, PathBuf};
 
 use edgecam_core::jpeg::{Stamp, dimensions};
 
-use crate::parse::{self, Chunk, Layout, ReadError, Riff};
+use crate::parse::{self, Chunk, Layout, ReadError};
 use crate::riff::{
-    self, FIRST_MOVI, FrameRate, HDRL_LEN, HEADER_LEN, HeaderFields, IndexEntry, JUNK,
-    MAX_FRAME_BYTES, SUPER_INDEX_ENTRIES, SuperIndexEntry,
+    self, FrameRate, HDRL_LEN, HeaderFields, IndexEntry, JUNK, MAX_FRAME_BYTES,
+    SUPER_INDEX_ENTRIES, SuperIndexEntry,
 };
+use crate::salvage::{self, Kept};
 use crate::writer::{AviConfig, AviFile};
 
 /// What [`repair`] found and did.
@@ -32,14 +33,54 @@ pub struct RepairReport {
     /// The file's size before and after.
     pub bytes_before: u64,
     pub bytes_after: u64,
-    /// Bytes cut off the end: an incomplete frame, index or segment, or what followed an
-    /// unreadable spot.
+    /// Bytes cut off the end: an incomplete frame, index or segment, or what followed the
+    /// last whole frame.
     pub bytes_dropped: u64,
     /// Frame chunks that were whole but held no whole JPEG (zeros left by a power cut, say):
     /// turned into `JUNK` chunks, which players skip.
     pub damaged_frames: u64,
+    /// Frames whose chunk header was damaged in one field (the id, or the size) and was
+    /// written again: their JPEG was whole.
+    pub recovered_frames: u64,
+    /// Every range of the file that held no whole frame and is no longer part of the
+    /// recording (covered by `JUNK`, by the rebuilt indexes, or cut off the end), in file
+    /// order, with why. Old indexes that were rebuilt in place are not listed.
+    pub dropped: Vec<DroppedRange>,
     /// What was wrong before; empty when the file was valid.
     pub problems: Vec<String>,
+}
+
+/// A range of a repaired file that held no whole frame: `start..end`, and what was there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DroppedRange {
+    pub start: u64,
+    pub end: u64,
+    pub what: String,
+}
+
+impl fmt::Display for DroppedRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bytes {}..{} ({} bytes: {})",
+            self.start,
+            self.end,
+            self.end - self.start,
+            self.what
+        )
+    }
+}
+
+/// Damaged ranges the summary line names one by one; past that it counts them.
+const RANGES_SHOWN: usize = 8;
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
 }
 
 impl fmt::Display for RepairReport {
@@ -65,19 +106,45 @@ impl fmt::Display for RepairReport {
             "repaired {} ({what}): rebuilt the header and indexes",
             self.path.display()
         )?;
-        if self.bytes_dropped > 0 {
+        if self.recovered_frames > 0 {
             write!(
                 f,
-                ", dropped {} bytes at the end (an incomplete frame or index)",
-                self.bytes_dropped
+                ", wrote the damaged chunk headers of {} again",
+                plural(self.recovered_frames, "frame", "frames")
             )?;
         }
         if self.damaged_frames > 0 {
             write!(
                 f,
-                ", blanked {} damaged frame{}",
-                self.damaged_frames,
-                if self.damaged_frames == 1 { "" } else { "s" }
+                ", blanked {}",
+                plural(self.damaged_frames, "damaged frame", "damaged frames")
+            )?;
+        }
+        // Where the file was cut: what follows went.
+        let cut = self.bytes_before.saturating_sub(self.bytes_dropped);
+        let inside: Vec<&DroppedRange> = self.dropped.iter().filter(|d| d.end <= cut).collect();
+        if !inside.is_empty() {
+            write!(
+                f,
+                ", dropped {} holding no whole frame:",
+                plural(inside.len() as u64, "damaged range", "damaged ranges")
+            )?;
+            for (i, d) in inside.iter().take(RANGES_SHOWN).enumerate() {
+                write!(f, "{} {d}", if i == 0 { "" } else { ";" })?;
+            }
+            if inside.len() > RANGES_SHOWN {
+                write!(f, "; and {} more", inside.len() - RANGES_SHOWN)?;
+            }
+        }
+        let mut at_end = self.dropped.iter().filter(|d| d.end > cut).peekable();
+        if at_end.peek().is_some() {
+            let what: Vec<&str> = at_end.map(|d| d.what.as_str()).collect();
+            write!(
+                f,
+                ", cut off bytes {cut}..{} at the end ({} bytes: {})",
+                self.bytes_before,
+                self.bytes_dropped,
+                what.join("; ")
             )?;
         }
         write!(
@@ -97,6 +164,15 @@ impl fmt::Display for RepairReport {
 /// from the first JPEG, frame rate) are rebuilt, and the file is synced. Frames are never
 /// moved or copied, so repairing a large file costs about one read of its chunk headers.
 /// Whole chunks that do not hold a JPEG are turned into `JUNK` chunks.
+///
+/// Damage inside the file (a changed byte, a zeroed range) costs only the frames it touched:
+/// after a chunk header that makes no sense, repair looks for the next chunk that holds a whole
+/// JPEG (or the next RIFF or index) and goes on from there; the range between becomes `JUNK`.
+/// A frame whose header is damaged in one field (its id, or a size that cannot be or is one
+/// byte off) is kept with the header written again; a lost `RIFF 'AVIX'` header is written
+/// again where the RIFF before it says it ended. The report lists every range dropped and why
+/// ([`RepairReport::dropped`]). When repair cannot tell what the file is (the header, `LIST
+/// 'hdrl'`, is damaged) or where to put an index, it refuses with an error and changes nothing.
 ///
 /// The frame rate comes from the capture times edgecam stamps into its frames when the first
 /// and last kept frames have them, else from the old header (brought up to date about once
@@ -126,21 +202,6 @@ pub fn repair(path: impl AsRef<Path>) -> Result<RepairReport, ReadError> {
     repair_file(&mut file, path, fallback)
 }
 
-/// Where the index chunks of a closed RIFF go: back into the chunks they were in.
-struct Slot {
-    offset: u64,
-    len: u64,
-}
-
-impl Slot {
-    fn of(c: Chunk) -> Slot {
-        Slot {
-            offset: c.offset,
-            len: c.end() - c.offset,
-        }
-    }
-}
-
 struct Out<'a, F> {
     f: &'a mut F,
     path: &'a Path,
@@ -164,40 +225,15 @@ impl<F: AviFile> Out<'_, F> {
     fn set_len(&mut self, len: u64) -> Result<(), ReadError> {
         self.f.set_len(len).map_err(write_error(self.path))
     }
-    /// Writes `bytes` into `slot`, and a `JUNK` chunk over what they leave of it.
-    fn fill(&mut self, slot: &Slot, bytes: &[u8], what: &str) -> Result<(), ReadError> {
-        let n = bytes.len() as u64;
-        let rest = slot.len.checked_sub(n);
-        match rest {
-            Some(0) => self.write_at(slot.offset, bytes),
-            Some(rest) if rest >= 8 => {
-                self.write_at(slot.offset, bytes)?;
-                let size = u32::try_from(rest - 8).unwrap_or(u32::MAX);
-                let mut junk = JUNK.to_vec();
-                junk.extend_from_slice(&size.to_le_bytes());
-                self.write_at(slot.offset + n, &junk)
-            }
-            _ => Err(ReadError::Unrepairable {
-                path: self.path.to_owned(),
-                reason: format!(
-                    "the rebuilt {what} ({n} bytes) does not fit where the old one was (byte {}, {} bytes)",
-                    slot.offset, slot.len
-                ),
-            }),
-        }
-    }
 }
 
-fn entries(riff: &Riff) -> Vec<IndexEntry> {
-    let movi_code = riff.movi.map_or(FIRST_MOVI + 8, |(m, _)| m + 8);
-    riff.frames
-        .iter()
-        .filter(|f| f.jpeg)
-        .map(|f| IndexEntry {
-            offset: u32::try_from(f.chunk.offset - movi_code).unwrap_or(u32::MAX),
-            len: f.chunk.size,
-        })
-        .collect()
+/// A `JUNK` chunk header covering the `len` bytes from its start on (header included).
+fn junk_header(len: u64) -> Option<[u8; 8]> {
+    let size = u32::try_from(len.checked_sub(8)?).ok()?;
+    let mut b = [0; 8];
+    b[0..4].copy_from_slice(&JUNK);
+    b[4..8].copy_from_slice(&size.to_le_bytes());
+    Some(b)
 }
 
 fn sat(v: u64) -> u32 {
@@ -231,12 +267,9 @@ fn check_ours(layout: &Layout, path: &Path) -> Result<(), ReadError> {
             return Err(not_ours("its header describes another kind of stream"));
         }
     }
-    match layout.riffs[0].movi {
-        Some((movi, _)) if movi == FIRST_MOVI => Ok(()),
-        Some(_) => Err(not_ours("its frames start elsewhere")),
-        None if layout.end() <= HEADER_LEN => Ok(()),
-        None => Err(not_ours("it has no LIST 'movi' where edgecam puts it")),
-    }
+    // What follows the header up to the first frame (LIST 'INFO', the LIST 'movi' header)
+    // is fixed and written again with it, so damage there does not matter.
+    Ok(())
 }
 
 /// What the report says about `layout`, the file as it is now.
@@ -245,6 +278,8 @@ struct Outcome {
     bytes_before: u64,
     bytes_dropped: u64,
     damaged_frames: u64,
+    recovered_frames: u64,
+    dropped: Vec<DroppedRange>,
     problems: Vec<String>,
 }
 
@@ -262,6 +297,8 @@ fn report(layout: &Layout, path: &Path, fallback: FrameRate, outcome: Outcome) -
         bytes_after: layout.len,
         bytes_dropped: outcome.bytes_dropped,
         damaged_frames: outcome.damaged_frames,
+        recovered_frames: outcome.recovered_frames,
+        dropped: outcome.dropped,
         problems: outcome.problems,
     }
 }
@@ -283,10 +320,26 @@ fn valid(layout: &Layout, path: &Path, fallback: FrameRate) -> Option<RepairRepo
                 bytes_before: layout.len,
                 bytes_dropped: 0,
                 damaged_frames: 0,
+                recovered_frames: 0,
+                dropped: Vec::new(),
                 problems: Vec::new(),
             },
         )
     })
+}
+
+/// Where one RIFF's frames, index and size fields go.
+struct PlannedRiff {
+    start: u64,
+    movi: u64,
+    /// Where its `ix00` goes, and the index chunks' bytes.
+    index_at: u64,
+    ix: Vec<u8>,
+    idx1: Option<Vec<u8>>,
+    /// Where the RIFF ends (the next one starts).
+    end: u64,
+    frames: u64,
+    restore_header: bool,
 }
 
 pub(crate) fn repair_file<F: Read + AviFile>(
@@ -303,38 +356,180 @@ pub(crate) fn repair_file<F: Read + AviFile>(
         path: path.to_owned(),
         reason,
     };
+    let mut found = {
+        let mut src = parse::Src::new(f, path)?;
+        salvage::salvage(&mut src, layout.riffs[0].size)?
+    };
+    let len = found.len;
 
     // RIFFs after the first that keep no frame go; the last one left gets a new index at its
-    // end, the ones before it (closed by the writer) get theirs rewritten in place.
-    let mut riffs = layout.riffs.clone();
-    while riffs.len() > 1
-        && riffs
-            .last()
-            .is_some_and(|r| r.frames.iter().all(|f| !f.jpeg))
-    {
-        riffs.pop();
+    // end, the ones before it get theirs where their old one was (after their last frame).
+    while found.segments.len() > 1 && found.segments.last().is_some_and(|g| g.frames.is_empty()) {
+        found.segments.pop();
     }
-    let Some((last, closed)) = riffs.split_last() else {
+    let segments = &found.segments;
+    if segments.len() > SUPER_INDEX_ENTRIES {
+        return Err(unrepairable(format!(
+            "it has {} RIFFs, more than its header can index ({SUPER_INDEX_ENTRIES})",
+            segments.len()
+        )));
+    }
+    let Some(last) = segments.last() else {
         return Err(unrepairable("it has no RIFF".into()));
     };
     // Where the kept part ends: after the last whole frame (its pad byte included, which
     // `set_len` adds back when the cut took it), or where the first frame would go.
-    let end = last
-        .frames
-        .iter()
-        .rev()
-        .find(|f| f.jpeg)
-        .map_or(last.movi.map_or(HEADER_LEN, |(m, _)| m + 12), |f| {
-            f.chunk.end()
-        });
-    let dropped = layout.len.saturating_sub(end);
+    let end = last.frames.last().map_or(last.movi + 12, |k| k.chunk.end());
+    let dropped_at_end = len.saturating_sub(end);
 
-    let kept: Vec<&parse::FrameChunk> = riffs
+    // Plan every write first, so that a file that cannot be repaired is left unchanged.
+    let mut plans = Vec::with_capacity(segments.len());
+    for (i, g) in segments.iter().enumerate() {
+        let n = i + 1;
+        let index_at = g.frames.last().map_or(g.movi + 12, |k| k.chunk.end());
+        let movi_code = g.movi + 8;
+        let entries = g
+            .frames
+            .iter()
+            .map(|k| {
+                // ix00 stores offset + 8: keep room for it.
+                u32::try_from(k.chunk.offset - movi_code)
+                    .ok()
+                    .filter(|&o| o <= u32::MAX - 8)
+                    .map(|offset| IndexEntry {
+                        offset,
+                        len: k.chunk.size,
+                    })
+            })
+            .collect::<Option<Vec<IndexEntry>>>()
+            .ok_or_else(|| {
+                unrepairable(format!(
+                    "RIFF {n} (at byte {}) would hold more than 4 GiB of frames",
+                    g.start
+                ))
+            })?;
+        let ix = riff::ix00(movi_code, &entries);
+        let idx1 = (i == 0).then(|| riff::idx1(&entries));
+        let needed = ix.len() as u64 + idx1.as_ref().map_or(0, |b| b.len() as u64);
+        let riff_end = match segments.get(i + 1) {
+            Some(next) => {
+                let room = next.start.saturating_sub(index_at);
+                if room != needed && room < needed + 8 {
+                    return Err(unrepairable(format!(
+                        "the index of RIFF {n} ({needed} bytes) does not fit between its last frame \
+                         (byte {index_at}) and the next RIFF (byte {}): the damage took away where \
+                         one RIFF ended and the next began; nothing was changed",
+                        next.start
+                    )));
+                }
+                next.start
+            }
+            None => index_at + needed,
+        };
+        plans.push(PlannedRiff {
+            start: g.start,
+            movi: g.movi,
+            index_at,
+            ix,
+            idx1,
+            end: riff_end,
+            frames: g.frames.len() as u64,
+            restore_header: g.restore_header,
+        });
+    }
+    // The sizes in RIFF and LIST headers are 32 bits.
+    let size32 = |v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| unrepairable(format!("{what} would be more than 4 GiB")))
+    };
+    let mut sizes = Vec::with_capacity(plans.len());
+    for (i, p) in plans.iter().enumerate() {
+        let movi_end = match &p.idx1 {
+            Some(idx1) => p.end - idx1.len() as u64,
+            None => p.end,
+        };
+        let riff_size = size32(p.end - p.start - 8, &format!("RIFF {}", i + 1))?;
+        let movi_size = size32(
+            movi_end - p.movi - 8,
+            &format!("the frames of RIFF {}", i + 1),
+        )?;
+        sizes.push((riff_size, movi_size, movi_end));
+    }
+
+    // The ranges that held no whole frame: covered by JUNK where they stay in the file.
+    // Those after a RIFF's last frame are overwritten by its index (and the header of the
+    // RIFF that follows, when that is written again).
+    let reserved_end = |at: u64| -> Option<u64> {
+        let k = plans.partition_point(|p| p.start <= at).checked_sub(1)?;
+        let p = &plans[k];
+        if p.restore_header && at < p.start + 24 {
+            return Some(p.start + 24);
+        }
+        if at < p.index_at {
+            return None;
+        }
+        let next = plans.get(k + 1)?;
+        Some(next.start + if next.restore_header { 24 } else { 0 })
+    };
+    let mut junk = Vec::new();
+    let mut blanked = 0;
+    let mut dropped = Vec::new();
+    for d in &found.damage {
+        if d.start >= end {
+            // Cut off with the rest.
+            dropped.push(DroppedRange {
+                start: d.start,
+                end: d.end,
+                what: d.what.clone(),
+            });
+            continue;
+        }
+        let from = reserved_end(d.start).map_or(d.start, |r| r.max(d.start));
+        if from < d.end {
+            let header = junk_header(d.end - from).ok_or_else(|| {
+                unrepairable(format!(
+                    "the damaged range at bytes {}..{} is too large for a JUNK chunk",
+                    d.start, d.end
+                ))
+            })?;
+            // A blanked frame keeps its size (and pad byte): only its id changes.
+            let header = if d.blank_frame && from == d.start {
+                JUNK.to_vec()
+            } else {
+                header.to_vec()
+            };
+            junk.push((from, header));
+            blanked += u64::from(d.blank_frame);
+        }
+        dropped.push(DroppedRange {
+            start: d.start,
+            end: d.end,
+            what: d.what.clone(),
+        });
+    }
+    // Where the pass stopped: what is left from there holds no whole frame. (What it passed
+    // after the last frame, whole chunks such as the old indexes, is cut off too but not
+    // listed: it is rebuilt.)
+    if let Some((at, why)) = &found.stop {
+        dropped.push(DroppedRange {
+            start: (*at).max(end),
+            end: len,
+            what: why.clone(),
+        });
+    }
+    // Old index chunks left among the frames (a RIFF start was lost) become JUNK.
+    let stale: Vec<u64> = found
+        .old_indexes
         .iter()
-        .flat_map(|r| r.frames.iter())
-        .filter(|fr| fr.jpeg)
+        .copied()
+        .filter(|&at| at < end && reserved_end(at).is_none())
+        .collect();
+
+    let kept: Vec<Kept> = segments
+        .iter()
+        .flat_map(|g| g.frames.iter().copied())
         .collect();
     let total = kept.len() as u64;
+    let recovered = kept.iter().filter(|k| k.fix_header).count() as u64;
     let read_frame = |f: &mut F, c: &Chunk| -> Result<Vec<u8>, ReadError> {
         let mut src = parse::Src::new(f, path)?;
         src.read_vec(c.data(), u64::from(c.size).min(MAX_FRAME_BYTES as u64))
@@ -361,81 +556,58 @@ pub(crate) fn repair_file<F: Read + AviFile>(
         .and_then(|(a, b)| FrameRate::measured(total, b.captured_at.since(a.captured_at)))
         .or(old_rate)
         .unwrap_or(fallback);
-    let max_frame = kept.iter().map(|fr| fr.chunk.size).max().unwrap_or(0);
+    let max_frame = kept.iter().map(|k| k.chunk.size).max().unwrap_or(0);
 
+    // Now write: frames' headers, JUNK, each closed RIFF's index and sizes, the last RIFF's
+    // index at the new end, and the header.
     let mut out = Out { f, path };
-    // Damaged frames that stay in the file become JUNK.
-    let mut blanked = 0;
-    for fr in riffs.iter().flat_map(|r| r.frames.iter()) {
-        if !fr.jpeg && fr.chunk.offset < end {
-            out.write_at(fr.chunk.offset, &JUNK)?;
-            blanked += 1;
-        }
+    for k in kept.iter().filter(|k| k.fix_header) {
+        out.write_at(k.chunk.offset, &riff::frame_header(k.chunk.size))?;
     }
-
-    let mut super_index = Vec::with_capacity(riffs.len());
-    let mut first_riff = None;
-    for (i, r) in closed.iter().enumerate() {
-        let (Some((movi, _)), Some(ix)) = (r.movi, r.ix.last().copied()) else {
-            return Err(unrepairable(format!(
-                "RIFF {} has no index chunk to rewrite",
-                i + 1
-            )));
-        };
-        let e = entries(r);
-        let bytes = riff::ix00(movi + 8, &e);
-        out.fill(&Slot::of(ix), &bytes, "ix00 index")?;
+    for (at, header) in &junk {
+        out.write_at(*at, header)?;
+    }
+    for &at in &stale {
+        out.write_at(at, &JUNK)?;
+    }
+    let (last_plan, closed) = plans
+        .split_last()
+        .ok_or_else(|| unrepairable("it has no RIFF".into()))?;
+    let mut super_index = Vec::with_capacity(plans.len());
+    for (i, p) in closed.iter().enumerate() {
+        let (riff_size, movi_size, movi_end) = sizes[i];
+        out.write_at(p.index_at, &p.ix)?;
+        let filler_at = p.index_at + p.ix.len() as u64;
+        if filler_at < movi_end {
+            let header = junk_header(movi_end - filler_at)
+                .ok_or_else(|| unrepairable(format!("no room for the index of RIFF {}", i + 1)))?;
+            out.write_at(filler_at, &header)?;
+        }
+        if let Some(idx1) = &p.idx1 {
+            out.write_at(movi_end, idx1)?;
+        }
+        write_riff_sizes(&mut out, p, riff_size, movi_size)?;
         super_index.push(SuperIndexEntry {
-            offset: ix.offset,
-            size: sat(bytes.len() as u64),
-            duration: sat(e.len() as u64),
+            offset: p.index_at,
+            size: sat(p.ix.len() as u64),
+            duration: sat(p.frames),
         });
-        let movi_size = sat(ix.end() - movi - 8);
-        let riff_size = sat(riffs[i + 1].start - r.start - 8);
-        if i == 0 {
-            let Some(idx1) = r.idx1 else {
-                return Err(unrepairable("the first RIFF has no idx1 to rewrite".into()));
-            };
-            out.fill(&Slot::of(idx1), &riff::idx1(&e), "idx1 index")?;
-            first_riff = Some((e.len() as u64, riff_size, movi_size));
-        } else {
-            out.write_at(r.start + 4, &riff_size.to_le_bytes())?;
-            out.write_at(movi + 4, &movi_size.to_le_bytes())?;
-        }
     }
-
-    // The last RIFF: cut after its last whole frame, then append its index.
-    let movi = last.movi.map_or(FIRST_MOVI, |(m, _)| m);
-    let e = entries(last);
-    let ix = riff::ix00(movi + 8, &e);
-    let is_first = closed.is_empty();
-    let mut tail = ix.clone();
-    if is_first {
-        tail.extend_from_slice(&riff::idx1(&e));
+    let mut tail = last_plan.ix.clone();
+    if let Some(idx1) = &last_plan.idx1 {
+        tail.extend_from_slice(idx1);
     }
     out.set_len(end)?;
     out.write_at(end, &tail)?;
+    let (riff_size, movi_size, _) = sizes[plans.len() - 1];
+    write_riff_sizes(&mut out, last_plan, riff_size, movi_size)?;
     super_index.push(SuperIndexEntry {
         offset: end,
-        size: sat(ix.len() as u64),
-        duration: sat(e.len() as u64),
+        size: sat(last_plan.ix.len() as u64),
+        duration: sat(last_plan.frames),
     });
-    let movi_size = sat(end + ix.len() as u64 - movi - 8);
-    let riff_size = sat(end + tail.len() as u64 - last.start - 8);
-    if is_first {
-        first_riff = Some((e.len() as u64, riff_size, movi_size));
-    } else {
-        out.write_at(last.start + 4, &riff_size.to_le_bytes())?;
-        out.write_at(movi + 4, &movi_size.to_le_bytes())?;
-    }
-    if super_index.len() > SUPER_INDEX_ENTRIES {
-        return Err(unrepairable(format!(
-            "it has {} RIFFs, more than its header can index ({SUPER_INDEX_ENTRIES})",
-            super_index.len()
-        )));
-    }
 
-    let (first_riff_frames, riff_size, movi_size) = first_riff.unwrap_or((0, 0, 0));
+    let (first_riff_frames, riff_size, movi_size) = (plans[0].frames, sizes[0].0, sizes[0].1);
     let header = riff::header(&HeaderFields {
         width: size.0,
         height: size.1,
@@ -461,7 +633,8 @@ pub(crate) fn repair_file<F: Read + AviFile>(
     tracing::info!(
         path = %path.display(),
         frames = total,
-        bytes_dropped = dropped,
+        bytes_dropped = dropped_at_end,
+        damaged_ranges = dropped.len(),
         "repaired AVI file"
     );
     Ok(report(
@@ -470,12 +643,32 @@ pub(crate) fn repair_file<F: Read + AviFile>(
         fallback,
         Outcome {
             already_valid: false,
-            bytes_before: layout.len,
-            bytes_dropped: dropped,
+            bytes_before: len,
+            bytes_dropped: dropped_at_end,
             damaged_frames: blanked,
+            recovered_frames: recovered,
+            dropped,
             problems: layout.problems,
         },
     ))
+}
+
+/// The size fields of a RIFF after the first (the first's are in the header), or its whole
+/// 24-byte header when it was lost.
+fn write_riff_sizes<F: AviFile>(
+    out: &mut Out<'_, F>,
+    p: &PlannedRiff,
+    riff_size: u32,
+    movi_size: u32,
+) -> Result<(), ReadError> {
+    if p.start == 0 {
+        return Ok(());
+    }
+    if p.restore_header {
+        return out.write_at(p.start, &riff::avix_start(riff_size, movi_size));
+    }
+    out.write_at(p.start + 4, &riff_size.to_le_bytes())?;
+    out.write_at(p.movi + 4, &movi_size.to_le_bytes())
 }
 
 #[cfg(test)]
@@ -489,7 +682,7 @@ mod tests {
 
     use super::*;
     use crate::reader::AviReader;
-    use crate::riff::RIFF_LIMIT;
+    use crate::riff::{HDRL_LEN, HEADER_LEN, RIFF_LIMIT};
     use crate::test_support::{T0, frames, jpeg};
     use crate::writer::AviWriter;
 
@@ -598,6 +791,312 @@ mod tests {
         }
     }
 
+    /// One way of damaging a recording.
+    #[derive(Debug, Clone)]
+    enum Damage {
+        /// Sets the byte at `at` to `value`.
+        Set { at: Spot, value: u8 },
+        /// Zeroes `len` bytes from `at` on.
+        Zero { at: Spot, len: usize },
+        /// Cuts the file at `at`.
+        Cut { at: Spot },
+    }
+
+    /// Where damage goes: anywhere, or near the start of a chunk (where the headers are).
+    #[derive(Debug, Clone)]
+    enum Spot {
+        Anywhere(prop::sample::Index),
+        NearChunk(prop::sample::Index, u64),
+    }
+
+    impl Spot {
+        fn resolve(&self, len: usize, chunks: &[u64]) -> usize {
+            match self {
+                Spot::Anywhere(i) => i.index(len),
+                Spot::NearChunk(i, d) => {
+                    ((chunks[i.index(chunks.len())] + d) as usize).min(len - 1)
+                }
+            }
+        }
+    }
+
+    fn spot() -> impl Strategy<Value = Spot> {
+        prop_oneof![
+            any::<prop::sample::Index>().prop_map(Spot::Anywhere),
+            (any::<prop::sample::Index>(), 0u64..28).prop_map(|(i, d)| Spot::NearChunk(i, d)),
+        ]
+    }
+
+    fn damage() -> impl Strategy<Value = Damage> {
+        prop_oneof![
+            4 => (spot(), any::<u8>()).prop_map(|(at, value)| Damage::Set { at, value }),
+            3 => (spot(), 1usize..80).prop_map(|(at, len)| Damage::Zero { at, len }),
+            1 => spot().prop_map(|at| Damage::Cut { at }),
+        ]
+    }
+
+    /// Every chunk start (frames, indexes, RIFF and list headers) of a valid recording.
+    fn chunk_starts(bytes: &[u8]) -> Vec<u64> {
+        let layout = parse::scan_listing(&mut Cursor::new(bytes), Path::new("x")).unwrap();
+        let mut starts: Vec<u64> = layout.items.list.iter().map(|i| i.offset).collect();
+        starts.extend(layout.frames().map(|f| f.chunk.offset));
+        starts.sort_unstable();
+        starts
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Cuts, changed bytes and zeroed ranges anywhere: every frame whose chunk header and
+        /// JPEG lie outside the damaged bytes is still there after repair, in order and byte
+        /// for byte; what repair reports dropped holds none of them; and a second repair
+        /// changes nothing. Repair may refuse (changing nothing) only when the damage reaches
+        /// the header (LIST 'hdrl'), which says what kind of file it is, the headers of two
+        /// further RIFFs, or when a damaged size swallows whole frames (see below).
+        #[test]
+        fn damage_anywhere_keeps_every_frame_it_did_not_touch(
+            spec in proptest::collection::vec((0usize..300, 0u64..80_000), 1..16),
+            limit in prop_oneof![Just(RIFF_LIMIT), 1u64..1_000, HEADER_LEN..HEADER_LEN + 2_000],
+            finished in any::<bool>(),
+            damages in proptest::collection::vec(damage(), 1..4),
+        ) {
+            let frames = frames(&spec);
+            let original = recording(&frames, limit, finished, 1);
+            let starts = chunk_starts(&original);
+            let layout = parse::scan(&mut Cursor::new(&original), Path::new("x")).unwrap();
+            let chunks: Vec<Chunk> = layout.frames().map(|f| f.chunk).collect();
+
+            let mut bytes = original.clone();
+            let mut hit = vec![false; bytes.len()];
+            for d in &damages {
+                let len = bytes.len();
+                if len == 0 {
+                    break;
+                }
+                match d {
+                    Damage::Set { at, value } => {
+                        let at = at.resolve(len, &starts);
+                        bytes[at] = *value;
+                        hit[at] = true;
+                    }
+                    Damage::Zero { at, len: n } => {
+                        let at = at.resolve(len, &starts);
+                        let end = (at + n).min(len);
+                        bytes[at..end].fill(0);
+                        hit[at..end].fill(true);
+                    }
+                    Damage::Cut { at } => {
+                        let at = at.resolve(len, &starts);
+                        bytes.truncate(at);
+                        hit[at..].fill(true);
+                    }
+                }
+            }
+            let header_hit = hit[..(12 + HDRL_LEN) as usize].iter().any(|&h| h);
+            // The 24-byte headers of the RIFFs after the first that the damage reached: with
+            // one, the RIFF is found again where the one before it says it ends; with two
+            // next to each other (the second's position lost with the first), repair may not
+            // find room for an index and refuse.
+            let riff_headers_hit = layout.riffs[1..]
+                .iter()
+                .filter(|r| hit[r.start as usize..r.start as usize + 24].iter().any(|&h| h))
+                .count();
+            // A frame whose damaged size now ends exactly where a later frame's JPEG ends
+            // swallows the frames between: one chunk holding JPEG data from start to end,
+            // which repair cannot tell from a larger frame without reading every frame's
+            // bytes. Those frames are not required to survive.
+            let mut swallowed = vec![false; chunks.len()];
+            for (i, c) in chunks.iter().enumerate() {
+                let at = c.offset as usize;
+                if at + 8 > bytes.len() || !hit[at + 4..at + 8].iter().any(|&h| h) {
+                    continue;
+                }
+                let size = u64::from(u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()));
+                let end = c.data() + size;
+                for (k, later) in chunks.iter().enumerate().skip(i + 1) {
+                    if later.data() + u64::from(later.size) == end {
+                        swallowed[i + 1..=k].fill(true);
+                    }
+                }
+            }
+            let untouched: Vec<usize> = (0..chunks.len())
+                .filter(|&i| {
+                    let c = chunks[i];
+                    !swallowed[i]
+                        && !hit[c.offset as usize..(c.data() + u64::from(c.size)) as usize]
+                            .iter()
+                            .any(|&h| h)
+                })
+                .collect();
+
+            let damaged = bytes.clone();
+            let (report, repaired) = repair_bytes(bytes);
+            let report = match report {
+                Ok(report) => report,
+                Err(e) => {
+                    prop_assert!(
+                        header_hit || riff_headers_hit >= 2 || swallowed.contains(&true),
+                        "refused though the header is whole: {}", e
+                    );
+                    prop_assert_eq!(repaired, damaged, "a refusal changed the file");
+                    return Ok(());
+                }
+            };
+            let read = read_all(&repaired);
+            prop_assert_eq!(read.len() as u64, report.frames);
+            // The untouched frames, in order, among what was kept.
+            let mut kept = read.iter();
+            for &i in &untouched {
+                prop_assert!(
+                    kept.any(|j| *j == frames[i].0),
+                    "frame {} (at byte {}) was lost: {}",
+                    i,
+                    chunks[i].offset,
+                    report
+                );
+            }
+            for d in &report.dropped {
+                for &i in &untouched {
+                    let c = chunks[i];
+                    prop_assert!(
+                        d.end <= c.offset || d.start >= c.data() + u64::from(c.size),
+                        "{} covers frame {}", d, i
+                    );
+                }
+            }
+
+            let (again, unchanged) = repair_bytes(repaired.clone());
+            let again = again.unwrap();
+            prop_assert!(again.already_valid, "{}", again);
+            prop_assert_eq!(unchanged, repaired);
+        }
+    }
+
+    /// A recording of 60 frames, 40 ms apart, finished.
+    fn sixty_frames() -> (Vec<Vec<u8>>, Vec<u8>, Vec<Chunk>) {
+        let frames = frames(&[(200, 40_000); 60]);
+        let bytes = recording(&frames, RIFF_LIMIT, true, 1);
+        let layout = parse::scan(&mut Cursor::new(&bytes), Path::new("x")).unwrap();
+        let chunks = layout.frames().map(|f| f.chunk).collect();
+        (frames.into_iter().map(|(j, _)| j).collect(), bytes, chunks)
+    }
+
+    #[test]
+    fn a_damaged_frame_size_loses_no_frame() {
+        let (frames, bytes, chunks) = sixty_frames();
+        for frame in [0, 1, 30, 59] {
+            let size_at = chunks[frame].offset as usize + 4;
+            for size in [
+                [0xFF, 0, 0, 0],
+                [0; 4],
+                [0xFF; 4],
+                [0xE3, 0x01, 0, 0],
+                [0x10, 0, 0, 0],
+            ] {
+                let mut damaged = bytes.clone();
+                damaged[size_at..size_at + 4].copy_from_slice(&size);
+                let (report, repaired) = repair_bytes(damaged);
+                let report = report.unwrap();
+                let read = read_all(&repaired);
+                let differ: Vec<usize> =
+                    (0..read.len()).filter(|&i| read[i] != frames[i]).collect();
+                assert!(
+                    read == frames,
+                    "frame {frame}, size {size:?}: {} frames, {differ:?} differ: {report}",
+                    read.len()
+                );
+                assert_eq!(report.recovered_frames, 1, "{report}");
+                assert!(report.dropped.is_empty(), "{report}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_damaged_frame_id_loses_no_frame() {
+        let (frames, bytes, chunks) = sixty_frames();
+        let mut damaged = bytes.clone();
+        damaged[chunks[5].offset as usize] = 0x80;
+        let (report, repaired) = repair_bytes(damaged);
+        let report = report.unwrap();
+        assert_eq!(read_all(&repaired), frames);
+        assert_eq!(report.recovered_frames, 1);
+        assert!(
+            report
+                .to_string()
+                .contains("wrote the damaged chunk headers of 1 frame again")
+        );
+    }
+
+    #[test]
+    fn a_damaged_info_list_size_is_written_again_with_the_header() {
+        let (frames, bytes, _) = sixty_frames();
+        let info_size = (12 + HDRL_LEN + 4) as usize;
+        for size in [[0xFF; 4], [0; 4], [0x10, 0, 0, 0]] {
+            let mut damaged = bytes.clone();
+            damaged[info_size..info_size + 4].copy_from_slice(&size);
+            let (report, repaired) = repair_bytes(damaged);
+            let report = report.unwrap();
+            assert_eq!(read_all(&repaired), frames, "{report}");
+            assert_eq!(repaired, bytes);
+        }
+    }
+
+    #[test]
+    fn a_damaged_range_costs_only_the_frames_in_it_and_the_report_says_which_bytes() {
+        let (frames, bytes, chunks) = sixty_frames();
+        let mut damaged = bytes.clone();
+        // From inside frame 10's JPEG to inside frame 12's: 11 and 12's headers are gone.
+        let from = chunks[10].data() + 100;
+        let to = chunks[12].data() + 2;
+        damaged[from as usize..to as usize].fill(0);
+        let (report, repaired) = repair_bytes(damaged);
+        let report = report.unwrap();
+        let expected: Vec<Vec<u8>> = (0..60)
+            .filter(|i| ![10, 11, 12].contains(i))
+            .map(|i| frames[i].clone())
+            .collect();
+        let read = read_all(&repaired);
+        assert!(read == expected, "{} frames: {report}", read.len());
+        assert_eq!(report.damaged_frames, 0);
+        assert_eq!(
+            report.dropped,
+            vec![DroppedRange {
+                start: chunks[10].offset,
+                end: chunks[13].offset,
+                what: "a 00dc chunk of 227 bytes that holds no whole JPEG and is not followed by \
+                       another chunk"
+                    .into(),
+            }]
+        );
+        let text = report.to_string();
+        assert!(
+            text.contains(&format!(
+                "dropped 1 damaged range holding no whole frame: bytes {}..{} (708 bytes: a 00dc \
+                 chunk of 227 bytes",
+                chunks[10].offset, chunks[13].offset
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_header_is_refused_and_the_file_left_unchanged() {
+        let (_, bytes, _) = sixty_frames();
+        // The stream header's handler: not MJPG any more.
+        let strh = bytes.windows(4).position(|w| w == b"strh").unwrap();
+        let mut damaged = bytes.clone();
+        damaged[strh + 12] = b'X';
+        // And a frame cut off at the end, so the file is not valid.
+        damaged.truncate(damaged.len() - 100);
+        let before = damaged.clone();
+        let (report, after) = repair_bytes(damaged);
+        assert!(
+            matches!(report, Err(ReadError::NotOurs { .. })),
+            "{report:?}"
+        );
+        assert_eq!(after, before);
+    }
+
     #[test]
     fn zeros_left_in_a_frame_by_a_power_cut_are_blanked_and_the_rest_kept() {
         let frames = frames(&[(50, 40_000); 5]);
@@ -613,7 +1112,7 @@ mod tests {
         let expected: Vec<Vec<u8>> = [0, 1, 3, 4].iter().map(|&i| frames[i].0.clone()).collect();
         assert_eq!(read_all(&repaired), expected);
         let listing = crate::reader::listing(
-            &parse::scan(&mut Cursor::new(&repaired), Path::new("x")).unwrap(),
+            &parse::scan_listing(&mut Cursor::new(&repaired), Path::new("x")).unwrap(),
         );
         assert!(listing.contains("JUNK 77 bytes"), "{listing}");
     }
@@ -676,8 +1175,8 @@ mod tests {
         assert_eq!(
             report.to_string(),
             "repaired rec.avi (5 frames, 64x48, 25 fps, 1 RIFF segment): rebuilt the header and \
-             indexes, dropped 106 bytes at the end (an incomplete frame or index); 17722 bytes \
-             before, 17776 now"
+             indexes, cut off bytes 17616..17722 at the end (106 bytes: the file ends inside a \
+             00dc chunk of 127 bytes); 17722 bytes before, 17776 now"
         );
         let again = repair_file(&mut file, Path::new("rec.avi"), FALLBACK).unwrap();
         assert_eq!(

@@ -61,6 +61,12 @@ pub(crate) const FRAME: FourCc = *b"00dc";
 /// file can grow to about 1 TiB; the reservation costs 16 KiB of header.
 pub(crate) const SUPER_INDEX_ENTRIES: usize = 1024;
 
+/// Each RIFF is closed once it holds this many frames, whatever their size: the writer keeps
+/// the index entries of the RIFF it is writing in memory (16 bytes a frame, so at most 1 MiB),
+/// and a recording of tiny frames must not grow without bound. With [`SUPER_INDEX_ENTRIES`]
+/// RIFFs, a file holds up to 64 Mi frames: 25 days at 30 fps.
+pub(crate) const MAX_RIFF_FRAMES: usize = 1 << 16;
+
 /// Each RIFF is closed before it would reach this size, as ffmpeg does: some players cannot
 /// handle larger ones, and every offset inside a RIFF then fits 32 bits.
 pub(crate) const RIFF_LIMIT: u64 = 1 << 30;

@@ -219,3 +219,43 @@ impl AviFile for DedupFile {
         Ok(())
     }
 }
+
+/// A file that keeps nothing: only its length and position, to write millions of frames
+/// without holding them.
+#[derive(Debug, Default)]
+pub struct NullFile {
+    len: u64,
+    pos: u64,
+}
+
+impl Write for NullFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pos += buf.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for NullFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.pos = match pos {
+            SeekFrom::Start(p) => p,
+            SeekFrom::End(d) => self.len.saturating_add_signed(d),
+            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+        };
+        Ok(self.pos)
+    }
+}
+
+impl AviFile for NullFile {
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.len = len;
+        Ok(())
+    }
+    fn sync_data(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

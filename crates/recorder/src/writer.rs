@@ -11,8 +11,8 @@ use edgecam_core::time::Timestamp;
 use thiserror::Error;
 
 use crate::riff::{
-    self, FIRST_MOVI, FrameRate, HEADER_LEN, HeaderFields, IndexEntry, MAX_FRAME_BYTES, RIFF_LIMIT,
-    SUPER_INDEX_ENTRIES, SuperIndexEntry,
+    self, FIRST_MOVI, FrameRate, HEADER_LEN, HeaderFields, IndexEntry, MAX_FRAME_BYTES,
+    MAX_RIFF_FRAMES, RIFF_LIMIT, SUPER_INDEX_ENTRIES, SuperIndexEntry,
 };
 
 /// What [`AviWriter`] needs of a file: writing, seeking back to patch the header, truncating
@@ -109,7 +109,8 @@ pub enum AviError {
     )]
     FrameTooLarge { len: usize },
     #[error(
-        "the file holds as much as one AVI file can index ({SUPER_INDEX_ENTRIES} RIFF segments of up to 1 GiB); \
+        "the file holds as much as one AVI file can index ({SUPER_INDEX_ENTRIES} RIFF segments of up to 1 GiB \
+         or {MAX_RIFF_FRAMES} frames each); \
          record into a new file, for example in segments (--segment-size)"
     )]
     Full,
@@ -163,7 +164,8 @@ pub struct AviSummary {
     /// The rate in the header: measured from the first and last frames' capture times, or
     /// [`AviConfig::fallback_frame_rate`].
     pub frame_rate: FrameRate,
-    /// RIFF segments (1 up to 1 GiB, one more for each further GiB or so).
+    /// RIFF segments (1 up to 1 GiB, one more for each further GiB or so, or for each further
+    /// 65536 frames when frames are tiny).
     pub riff_segments: u32,
     /// Frames that were written but had to be cut off again at the end, because the disk
     /// was full and the index did not fit otherwise. Not counted in `frames`.
@@ -231,7 +233,7 @@ impl OpenRiff {
 ///   here: each frame reaches the OS before the call returns). A frame that is refused
 ///   (not a JPEG, another picture size, ...) writes nothing; a frame whose write fails is cut
 ///   off again, so the file always ends with a whole frame.
-/// - Past about 1 GiB the writer closes the RIFF (writing its `ix00` index, and `idx1` for the
+/// - Past about 1 GiB (or 65536 frames) the writer closes the RIFF (writing its `ix00` index, and `idx1` for the
 ///   first) and opens a `RIFF 'AVIX'`: the OpenDML layout that ffmpeg also writes, readable
 ///   well past 4 GiB.
 /// - [`finish`](Self::finish) writes the last index, the final header, and syncs. On a full
@@ -317,6 +319,15 @@ impl<F: AviFile> AviWriter<F> {
         Ok(writer)
     }
 
+    /// The per-frame state held in memory now: the index entries (and capture times) of the
+    /// RIFF being written. Never more than [`MAX_RIFF_FRAMES`].
+    #[cfg(test)]
+    pub(crate) fn entries_held(&self) -> usize {
+        self.open
+            .as_ref()
+            .map_or(0, |o| o.entries.capacity().max(o.times.capacity()))
+    }
+
     /// Frames written so far.
     pub fn frames(&self) -> u64 {
         self.frames
@@ -377,13 +388,15 @@ impl<F: AviFile> AviWriter<F> {
             u32::try_from(jpeg.len()).map_err(|_| AviError::FrameTooLarge { len: jpeg.len() })?;
         let chunk = riff::chunk_len(u64::from(len));
 
-        // Close the RIFF first when this frame and the index would take it past the limit.
+        // Close the RIFF first when this frame and the index would take it past the limit, or
+        // when it holds as many frames as a RIFF may (which bounds the entries kept in memory).
         // Should the frame then fail, the RIFF is opened again: a failed frame leaves no trace.
         let mut closed = None;
         if let Some(open) = &self.open
             && !open.entries.is_empty()
-            && self.pos + chunk + open.index_len(open.entries.len() + 1) - open.start
-                > self.config.riff_limit
+            && (open.entries.len() >= MAX_RIFF_FRAMES
+                || self.pos + chunk + open.index_len(open.entries.len() + 1) - open.start
+                    > self.config.riff_limit)
         {
             if self.closed.len() + 2 > SUPER_INDEX_ENTRIES {
                 return Err(AviError::Full);
@@ -829,7 +842,7 @@ mod tests {
     use super::*;
     use crate::parse;
     use crate::reader::AviReader;
-    use crate::test_support::{DedupFile, FaultyFile, T0, frames, jpeg};
+    use crate::test_support::{DedupFile, FaultyFile, NullFile, T0, frames, jpeg};
 
     type Frames = Vec<(Vec<u8>, Timestamp)>;
 
@@ -1091,6 +1104,29 @@ mod tests {
         assert_eq!(summary.riff_segments as usize, SUPER_INDEX_ENTRIES);
         let reader = AviReader::new(Cursor::new(w.into_file().into_inner()), "x").unwrap();
         assert_eq!(reader.info().frames, SUPER_INDEX_ENTRIES as u64);
+    }
+
+    /// A day of frames at 30 fps, or millions of tiny ones: what the writer keeps per frame
+    /// stays bounded (it used to grow by about 36 bytes a frame until the RIFF reached 1 GiB).
+    #[test]
+    fn the_state_kept_per_frame_stays_bounded_over_millions_of_frames() {
+        let n = 3_000_000u64;
+        let j = jpeg(8, 8, 0, 0);
+        let mut w = AviWriter::new(NullFile::default(), AviConfig::default()).unwrap();
+        let mut most = 0;
+        for i in 0..n {
+            w.write_frame(&j, T0 + Duration::from_millis(33 * i))
+                .unwrap();
+            most = most.max(w.entries_held());
+        }
+        assert!(most <= MAX_RIFF_FRAMES, "{most} entries held");
+        let summary = w.finish().unwrap();
+        assert_eq!(summary.frames, n);
+        assert_eq!(
+            u64::from(summary.riff_segments),
+            n.div_ceil(MAX_RIFF_FRAMES as u64)
+        );
+        assert_eq!(w.entries_held(), 0);
     }
 
     /// Offsets past 4 GiB: 4.4 GiB of one repeated 32 MiB frame, kept in memory once.
