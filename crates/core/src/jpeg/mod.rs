@@ -1,12 +1,24 @@
 //! Reading and annotating JPEG bytes without decoding them: picture size from the SOF marker,
 //! and the frame stamp (sequence number and capture time) carried in a COM segment that every
-//! decoder ignores.
+//! decoder ignores; splitting the concatenated JPEGs a camera pipe carries ([`JpegSplitter`]);
+//! making camera JPEGs ready to serve as they are ([`prepare_passthrough`]).
 
 use crate::time::Timestamp;
 
+mod passthrough;
+mod split;
+#[cfg(test)]
+mod testing;
+
+pub use passthrough::{has_huffman_tables, prepare_passthrough};
+pub use split::{JpegSplitter, SplitError};
+
 const SOI: [u8; 2] = [0xFF, 0xD8];
-const COM: u8 = 0xFE;
+const TEM: u8 = 0x01;
+const DHT: u8 = 0xC4;
+const EOI: u8 = 0xD9;
 const SOS: u8 = 0xDA;
+const COM: u8 = 0xFE;
 const STAMP_PREFIX: &[u8] = b"edgecam seq=";
 
 /// Whether `data` looks like one whole JPEG image (starts with SOI, ends with EOI).
@@ -14,35 +26,82 @@ pub fn is_jpeg(data: &[u8]) -> bool {
     data.len() >= 4 && data.starts_with(&SOI) && data.ends_with(&[0xFF, 0xD9])
 }
 
+/// One marker before the entropy-coded data: where its `FF` stands in the JPEG, and its payload
+/// (empty for the standalone markers EOI, TEM and RSTn).
+#[derive(Debug, Clone, Copy)]
+struct Segment<'a> {
+    marker: u8,
+    at: usize,
+    payload: &'a [u8],
+}
+
+/// A byte where a marker must be that is not one, a length below 2, or the data ending early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Malformed;
+
+/// The markers after SOI up to and including the first SOS or EOI, ending after the first
+/// `Err` (a malformed or truncated header). Nothing at all when `data` does not start with SOI.
+/// Never reads past `data` and never trusts a length further than the bytes there are.
+fn header(data: &[u8]) -> impl Iterator<Item = Result<Segment<'_>, Malformed>> + '_ {
+    let mut pos = data.starts_with(&SOI).then_some(2);
+    std::iter::from_fn(move || {
+        let item = next_segment(data, pos?);
+        pos = match item {
+            Ok((segment, next)) if segment.marker != SOS && segment.marker != EOI => Some(next),
+            _ => None,
+        };
+        Some(item.map(|(segment, _)| segment))
+    })
+}
+
+/// The marker at `pos` (after any fill bytes) and where the one after it must start.
+fn next_segment(data: &[u8], mut pos: usize) -> Result<(Segment<'_>, usize), Malformed> {
+    while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
+        pos += 1;
+    }
+    if data.get(pos) != Some(&0xFF) {
+        return Err(Malformed);
+    }
+    let marker = *data.get(pos + 1).ok_or(Malformed)?;
+    match marker {
+        // Stuffing is no marker; a second SOI means the first image is broken.
+        0x00 | 0xD8 => Err(Malformed),
+        TEM | 0xD0..=0xD7 | EOI => Ok((
+            Segment {
+                marker,
+                at: pos,
+                payload: &[],
+            },
+            pos + 2,
+        )),
+        _ => {
+            let len = usize::from(u16::from_be_bytes([
+                *data.get(pos + 2).ok_or(Malformed)?,
+                *data.get(pos + 3).ok_or(Malformed)?,
+            ]));
+            if len < 2 {
+                return Err(Malformed);
+            }
+            let end = pos + 2 + len;
+            let payload = data.get(pos + 4..end).ok_or(Malformed)?;
+            Ok((
+                Segment {
+                    marker,
+                    at: pos,
+                    payload,
+                },
+                end,
+            ))
+        }
+    }
+}
+
 /// The marker segments before the entropy-coded data: `(marker, payload)` pairs, stopping at
 /// SOS or at the first malformed byte. Never reads past `data`.
 fn segments(data: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    let mut pos = if data.starts_with(&SOI) {
-        2
-    } else {
-        data.len()
-    };
-    std::iter::from_fn(move || {
-        // Skip fill bytes, then expect a marker.
-        while data.get(pos) == Some(&0xFF) && data.get(pos + 1) == Some(&0xFF) {
-            pos += 1;
-        }
-        if data.get(pos) != Some(&0xFF) {
-            return None;
-        }
-        let marker = *data.get(pos + 1)?;
-        let len = usize::from(u16::from_be_bytes([
-            *data.get(pos + 2)?,
-            *data.get(pos + 3)?,
-        ]));
-        let payload = data.get(pos + 4..(pos + 2).checked_add(len)?)?;
-        if len < 2 || marker == SOS {
-            pos = data.len();
-            return (marker == SOS).then_some((marker, payload));
-        }
-        pos += 2 + len;
-        Some((marker, payload))
-    })
+    header(data)
+        .map_while(Result::ok)
+        .map(|segment| (segment.marker, segment.payload))
 }
 
 /// Width and height from the first start-of-frame marker (SOF0..SOF15 but DHT, JPG and DAC).
@@ -83,10 +142,8 @@ impl Stamp {
             return;
         }
         let text = self.text();
-        let len = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
-        let mut segment = vec![0xFF, COM];
-        segment.extend_from_slice(&len.to_be_bytes());
-        segment.extend_from_slice(text.as_bytes());
+        let mut segment = Vec::with_capacity(com_segment_len(&text));
+        push_com_segment(&mut segment, &text);
         jpeg.splice(2..2, segment);
     }
 
@@ -105,6 +162,21 @@ impl Stamp {
             captured_at: Timestamp(t.parse().ok()?),
         })
     }
+}
+
+/// The size of the COM segment carrying `text`.
+fn com_segment_len(text: &str) -> usize {
+    4 + text.len().min(usize::from(u16::MAX) - 2)
+}
+
+/// Appends a COM segment carrying `text` (cut to the 65533 bytes a segment can hold).
+fn push_com_segment(out: &mut Vec<u8>, text: &str) {
+    let text = text.as_bytes();
+    let text = text.get(..usize::from(u16::MAX) - 2).unwrap_or(text);
+    let len = u16::try_from(text.len() + 2).unwrap_or(u16::MAX);
+    out.extend_from_slice(&[0xFF, COM]);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(text);
 }
 
 #[cfg(test)]
