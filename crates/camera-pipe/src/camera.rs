@@ -112,8 +112,8 @@ impl PipeCamera {
     async fn open_input(&mut self) -> Result<Input, CameraError> {
         match &self.config.source {
             Source::Exec { program, args } => {
-                let (child, stdout) = ChildProc::spawn(&self.name, program, args)
-                    .map_err(|e| self.open_error(e))?;
+                let (child, stdout) =
+                    ChildProc::spawn(&self.name, program, args).map_err(|e| self.open_error(e))?;
                 Ok(Input {
                     read: Box::new(stdout),
                     child: Some(child),

@@ -288,7 +288,10 @@ mod tests {
             ("exec:sh -c 'unclosed", "check its quotes"),
             ("pipe", "pipe:- for standard input"),
             ("pipe:", "pipe:- for standard input"),
-            ("exec:x#bogus=1", "unknown option \"bogus\"; allowed: format=mjpeg|yuyv"),
+            (
+                "exec:x#bogus=1",
+                "unknown option \"bogus\"; allowed: format=mjpeg|yuyv",
+            ),
             ("exec:x#format=nv12", "needs the frame size: add &size=WxH"),
             ("exec:x#format=rgb565&size=2x2", "use one of mjpeg, yuyv"),
             ("exec:x#size=640x480", "size= is for raw formats"),
@@ -299,7 +302,10 @@ mod tests {
             ("exec:x#timeout", "needs a value"),
             ("exec:x#max_frame=10", "from 64 bytes"),
             ("exec:x#max_frame=big", "whole number"),
-            ("exec:x#format=i420&size=4x4&max_frame=100", "max_frame= is for MJPEG"),
+            (
+                "exec:x#format=i420&size=4x4&max_frame=100",
+                "max_frame= is for MJPEG",
+            ),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.contains(says), "{text:?}: {err}");

@@ -88,7 +88,9 @@ pub enum PipeError {
     NoStdout,
     #[error("the command ended before its first frame: {0}")]
     EndedEarly(String),
-    #[error("no frame came within {0:.1} s of starting it (raise #timeout=SECONDS if it starts slowly)")]
+    #[error(
+        "no frame came within {0:.1} s of starting it (raise #timeout=SECONDS if it starts slowly)"
+    )]
     NoFirstFrame(f64),
     #[error("cannot open {path}: {source}")]
     Path {
@@ -98,9 +100,13 @@ pub enum PipeError {
     },
     #[error("{path} is neither a FIFO nor a regular file")]
     NotAFile { path: String },
-    #[error("standard input has ended; it can be read only once (restart edgecam to read it again)")]
+    #[error(
+        "standard input has ended; it can be read only once (restart edgecam to read it again)"
+    )]
     StdinEnded,
-    #[error("standard input is {0}; pipe frames into it, e.g. `ffmpeg ... -f mjpeg - | edgecam ...`")]
+    #[error(
+        "standard input is {0}; pipe frames into it, e.g. `ffmpeg ... -f mjpeg - | edgecam ...`"
+    )]
     StdinUnusable(&'static str),
 }
 

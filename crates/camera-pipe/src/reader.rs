@@ -36,7 +36,9 @@ pub(crate) struct Ended {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EndReason {
     /// The source ended (the child exited or closed its output; the writer went away).
-    Eof { status: Option<String> },
+    Eof {
+        status: Option<String>,
+    },
     /// No frame for the stall timeout.
     Stalled(Duration),
     Read(String),
@@ -47,9 +49,9 @@ pub(crate) enum EndReason {
 impl fmt::Display for Ended {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.why {
-            EndReason::Eof { status: Some(status) } => {
-                write!(f, "its output ended and it exited ({status})")?
-            }
+            EndReason::Eof {
+                status: Some(status),
+            } => write!(f, "its output ended and it exited ({status})")?,
             EndReason::Eof { status: None } => f.write_str("its output ended")?,
             EndReason::Stalled(timeout) => write!(
                 f,
@@ -171,8 +173,7 @@ impl Framer {
                     *skipped = now_skipped;
                 }
                 match next? {
-                    Ok(data) => match jpeg::dimensions(&data)
-                        .map(|(w, h)| Image::jpeg(w, h, data))
+                    Ok(data) => match jpeg::dimensions(&data).map(|(w, h)| Image::jpeg(w, h, data))
                     {
                         Some(Ok(image)) => return Some(image),
                         Some(Err(e)) => {
@@ -275,7 +276,7 @@ impl Reader {
                 _ = &mut self.stop => break EndReason::Stopped,
                 () = sleep_until(deadline) => break EndReason::Stalled(self.timeout),
                 () = sleep_until(next_frame_at), if paced => continue,
-                read = self.framer.fill(&mut self.input) => read,
+                read = self.framer.fill(&mut self.input), if !paced => read,
             };
             match read {
                 Ok(0) => {
