@@ -73,7 +73,7 @@ pub fn parse_commands(bytes: &[u8]) -> impl Iterator<Item = Input> + '_ {
         .map(|&b| Command::from_byte(b).map_or(Input::Unknown(b), Input::Command))
 }
 
-#[derive(Debug, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum CodecError {
     #[error("the server announced a frame of {len} bytes, over the {max}-byte limit; {}", advice(*len))]
     FrameTooLarge { len: u32, max: u32 },
@@ -137,13 +137,19 @@ impl FrameDecoder {
                 max: self.max_len,
             });
         }
-        let total = FRAME_HEADER_LEN + len as usize;
+        // Checked: on a 32-bit board a length near 4 GiB would overflow the sum.
+        let too_large = CodecError::FrameTooLarge {
+            len,
+            max: self.max_len,
+        };
+        let payload = usize::try_from(len).map_err(|_| too_large.clone())?;
+        let total = payload.checked_add(FRAME_HEADER_LEN).ok_or(too_large)?;
         if buf.len() < total {
             buf.reserve(total - buf.len());
             return Ok(None);
         }
         buf.advance(FRAME_HEADER_LEN);
-        Ok(Some(buf.split_to(len as usize).freeze()))
+        Ok(Some(buf.split_to(payload).freeze()))
     }
 }
 
