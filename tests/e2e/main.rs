@@ -1,4 +1,5 @@
-//! End-to-end tests: real `edgecam` servers on loopback sockets, against the synthetic camera.
+//! End-to-end tests: real `edgecam` servers on loopback sockets, against the synthetic camera
+//! and `exec:`/`pipe:` cameras fed by real programs.
 //! One test binary, a module per area (declared by `crates/edgecam`'s manifest).
 
 #![allow(clippy::unwrap_used)]
@@ -8,6 +9,7 @@ mod fanout;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;
+mod pipe;
 mod protocol;
 mod record;
 mod support;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use edgecam::clock::SystemClock;
 use edgecam::server::{Server, ServerConfig};
+use edgecam_core::camera::CameraContext;
 use edgecam_core::codec::FrameDecoder;
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
@@ -29,7 +30,22 @@ pub fn config() -> ServerConfig {
     }
 }
 
-/// An in-process server on 127.0.0.1 with an ephemeral port.
+/// Whether `tool` is installed. Where it is not, a test that needs it prints "skipped: ..."
+/// and returns, except under CI (`CI` set), whose `.ci/run` installs it: there it fails.
+pub fn have_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{tool} is not installed, and CI must have it (.ci/run installs it)"
+        );
+        println!("skipped: {tool} not installed");
+    }
+    found
+}
+
+/// An in-process server on 127.0.0.1 with an ephemeral port, serving any camera spec.
 pub struct TestServer {
     pub addr: String,
     pub stop: CancellationToken,
@@ -43,8 +59,12 @@ impl TestServer {
 
     pub async fn with_config(camera: &str, config: ServerConfig) -> TestServer {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-        let sim: edgecam_camera_sim::SimConfig = camera.parse().unwrap();
-        let camera = Box::new(edgecam_camera_sim::SimCamera::new(sim, clock.clone()));
+        let context = CameraContext {
+            clock: clock.clone(),
+        };
+        let camera = edgecam::backends::cameras()
+            .create(camera, &context)
+            .unwrap_or_else(|e| panic!("camera {camera:?}: {e}"));
         let transport = TcpTransport::bind("127.0.0.1:0").await.unwrap();
         let stop = CancellationToken::new();
         let encoder = Encoder::new(Box::new(RustBackend), 75, Passthrough::Stamped);

@@ -8,6 +8,8 @@ use edgecam_encode::Backends;
 pub fn cameras() -> CameraRegistry {
     let mut registry = CameraRegistry::new();
     registry.register(edgecam_camera_sim::kind());
+    registry.register(edgecam_camera_pipe::exec_kind());
+    registry.register(edgecam_camera_pipe::pipe_kind());
     #[cfg(feature = "opencv")]
     registry.register(edgecam_camera_opencv::kind());
     #[cfg(not(feature = "opencv"))]

@@ -88,8 +88,9 @@ impl CaptureLoop {
     /// blocks for milliseconds, and a dedicated thread does it without a hand-off per frame and
     /// without holding up the sessions' runtime. The receiver completes when the loop is done.
     pub fn spawn(self) -> std::io::Result<oneshot::Receiver<()>> {
+        // I/O too: reopening a camera may start a process and read its pipe (`exec:`).
         let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
+            .enable_all()
             .build()?;
         let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
