@@ -1,5 +1,6 @@
 //! The OpenCV camera and recorder through the real binary (built with `--features opencv`;
-//! `cargo xtask ci`'s `opencv` leg runs these): a video file served as a camera, a file that
+//! `cargo xtask ci`'s `opencv` leg runs these): a video file served as a camera (its JPEGs
+//! passed through, or decoded and encoded by the server with `--encoder opencv`), a file that
 //! disappears and comes back, and the legacy client's XVID output.
 
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use edgecam_camera_opencv::OpenCvRecorder;
 use edgecam_core::frame::Frame;
+use edgecam_core::jpeg::Stamp;
 use edgecam_core::recorder::Recorder;
 use edgecam_core::time::Timestamp;
 
@@ -40,9 +42,11 @@ async fn video(path: &Path, frames: u32) {
     writer.finish().await.unwrap();
 }
 
-/// `edgecam serve --camera SPEC` on a free loopback port; its address.
-fn serve(camera: &str) -> (Edgecam, String) {
-    let serve = Edgecam::spawn(&["serve", "--bind", "127.0.0.1:0", "--camera", camera]);
+/// `edgecam serve --camera SPEC [ARGS...]` on a free loopback port; its address.
+fn serve(camera: &str, args: &[&str]) -> (Edgecam, String) {
+    let mut all = vec!["serve", "--bind", "127.0.0.1:0", "--camera", camera];
+    all.extend_from_slice(args);
+    let serve = Edgecam::spawn(&all);
     let first = serve.stdout_line();
     let addr = first.rsplit_once(" on ").unwrap().1.to_owned();
     (serve, addr)
@@ -60,7 +64,7 @@ async fn opencv_a_video_file_is_served_as_a_camera_in_a_loop() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.avi");
     video(&clip, 15).await;
-    let (server, addr) = serve(&format!("opencv:{}", clip.display()));
+    let (server, addr) = serve(&format!("opencv:{}", clip.display()), &[]);
 
     let snap = dir.path().join("snap.jpg");
     let out = edgecam(&["snap", &addr, "-o", snap.to_str().unwrap()]);
@@ -68,7 +72,7 @@ async fn opencv_a_video_file_is_served_as_a_camera_in_a_loop() {
     assert_jpeg(&std::fs::read(&snap).unwrap(), 320, 240);
 
     // 45 frames of a 15-frame clip: it loops, at its own 30 fps. The clip is MJPEG, so its
-    // JPEGs are passed through as they are.
+    // JPEGs are passed through, only stamped by the server.
     let mut client = Raw::connect(&addr).await;
     client.send(b"3").await;
     let started = Instant::now();
@@ -76,6 +80,10 @@ async fn opencv_a_video_file_is_served_as_a_camera_in_a_loop() {
     for _ in 0..45 {
         let frame = client.frame().await;
         assert_jpeg(&frame, 320, 240);
+        assert!(
+            Stamp::find(&frame).is_some(),
+            "the server stamps every frame"
+        );
         levels.push(brightness(&frame));
     }
     let elapsed = started.elapsed();
@@ -97,7 +105,7 @@ async fn opencv_a_file_that_disappears_gives_no_signal_then_comes_back() {
     let clip = dir.path().join("clip.avi");
     let away = dir.path().join("away.avi");
     video(&clip, 10).await;
-    let (server, addr) = serve(&format!("opencv:{}", clip.display()));
+    let (server, addr) = serve(&format!("opencv:{}", clip.display()), &[]);
     let mut client = Raw::connect(&addr).await;
     client.send(b"3").await;
     client.frame().await;
@@ -124,6 +132,51 @@ async fn opencv_a_file_that_disappears_gives_no_signal_then_comes_back() {
         }
     }
     drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opencv_decoded_frames_are_encoded_by_the_server_with_imencode() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.avi");
+    video(&clip, 15).await;
+    let spec = format!("opencv:{}#mjpeg=off&fps=60", clip.display());
+    let (server, addr) = serve(&spec, &["--encoder", "opencv", "--quality", "90"]);
+    let mut client = Raw::connect(&addr).await;
+    client.send(b"3").await;
+    let mut seqs = Vec::new();
+    let mut levels = Vec::new();
+    for _ in 0..20 {
+        let frame = client.frame().await;
+        assert_jpeg(&frame, 320, 240);
+        seqs.push(Stamp::find(&frame).expect("stamped by the server").seq);
+        levels.push(brightness(&frame));
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    // The clip's frames are 40 + 6 n bright, n from 0 to 14: decoded BGR, encoded again.
+    assert!(
+        levels.iter().all(|&l| (36..=130).contains(&l)),
+        "{levels:?}"
+    );
+    assert!(levels.iter().max() > levels.iter().min(), "{levels:?}");
+    drop(server);
+}
+
+#[test]
+fn opencv_options_follow_a_hash() {
+    let out = edgecam(&[
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--camera",
+        "opencv:0?fps=15",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(
+        out.stderr
+            .contains("options follow '#', not '?': opencv:0#fps=15"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

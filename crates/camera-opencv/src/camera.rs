@@ -31,8 +31,12 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(10);
 ///   or waits for the next one: it never returns a frame twice, and never a backlog. `seq` counts
 ///   every frame grabbed since the camera was created, across re-opens, so a gap is frames that
 ///   were skipped. `captured_at` is the clock's time just after the frame was grabbed.
+/// - Frames are the source's own JPEGs when it delivers MJPEG and they can be passed through
+///   ([`PixelFormat::Jpeg`](edgecam_core::camera::PixelFormat::Jpeg)), decoded BGR24 pixels
+///   otherwise, as [`Capabilities::format`] says. The camera neither encodes nor stamps: the
+///   server's encoder does both.
 /// - While nobody calls `next_frame` (for over a second), grabbed frames are dropped without
-///   being decoded or encoded.
+///   being decoded.
 /// - A frame that cannot be retrieved or converted is [`CameraError::Read`]; a source that stops
 ///   delivering (unplugged, stream ended, file removed, nothing for 10 s) is
 ///   [`CameraError::Disconnected`], logged with the reason, and the camera is closed.
@@ -70,11 +74,6 @@ impl OpenCvCamera {
             seq: Arc::new(AtomicU64::new(0)),
             running: None,
         }
-    }
-
-    /// A closed camera from an `opencv:...` spec; a bad spec is [`CameraError::Spec`].
-    pub fn from_spec(spec: &str, clock: Arc<dyn Clock>) -> Result<OpenCvCamera, CameraError> {
-        Ok(OpenCvCamera::new(spec.parse()?, clock))
     }
 
     pub fn config(&self) -> &OpenCvConfig {
@@ -124,7 +123,7 @@ enum Found {
 
 #[async_trait]
 impl Camera for OpenCvCamera {
-    /// The canonical spec, e.g. `opencv:/dev/video0?size=1280x720`, without URL passwords.
+    /// The canonical spec, e.g. `opencv:/dev/video0#size=1280x720`, without URL passwords.
     fn name(&self) -> String {
         self.name.clone()
     }

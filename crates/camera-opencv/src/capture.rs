@@ -11,9 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use edgecam_core::BoxError;
-use edgecam_core::camera::{CameraError, Capabilities, Captured, Image};
-use edgecam_core::jpeg::Stamp;
-use edgecam_core::time::{Clock, Timestamp};
+use edgecam_core::camera::{CameraError, Capabilities, Captured, Image, PixelFormat};
+use edgecam_core::time::Clock;
 use opencv::core::Mat;
 use opencv::prelude::*;
 use opencv::videoio::{
@@ -21,9 +20,9 @@ use opencv::videoio::{
     CAP_PROP_FPS, CAP_PROP_FRAME_HEIGHT, CAP_PROP_FRAME_WIDTH, CAP_V4L2, VideoCapture,
 };
 
-use crate::config::{Backend, Encode, Mjpeg, OpenCvConfig, Source};
+use crate::config::{Backend, Mjpeg, OpenCvConfig, Source};
 use crate::error::OpenCvError;
-use crate::image::{Converter, PixelOutput, raw_jpeg};
+use crate::image::{Converter, raw_jpeg};
 
 /// Frames are converted only while someone takes them: while `next_frame` waits, or for this
 /// long after it last returned. An idle camera only grabs (which keeps the device's queue
@@ -265,7 +264,7 @@ impl CaptureThread {
                 self.shared.lock().newest = None;
                 continue;
             }
-            let frame = match device.image(seq, captured_at) {
+            let frame = match device.image() {
                 Ok(image) => Ok(Captured {
                     seq,
                     captured_at,
@@ -273,9 +272,15 @@ impl CaptureThread {
                 }),
                 Err(e) => {
                     tracing::debug!(camera = %name, seq, error = %edgecam_core::error_chain(&e), "frame lost");
-                    Err(CameraError::Read {
-                        device: name.clone(),
-                        source: Box::new(e),
+                    Err(match e {
+                        OpenCvError::Image(source) => CameraError::Image {
+                            device: name.clone(),
+                            source,
+                        },
+                        e => CameraError::Read {
+                            device: name.clone(),
+                            source: Box::new(e),
+                        },
                     })
                 }
             };
@@ -454,27 +459,27 @@ impl Device {
             None
         };
         let interval = file_fps.map(|fps| Duration::from_secs_f64(1.0 / fps));
-        let mut capabilities = Capabilities::new(width, height);
+        // Camera JPEGs are handed on as they are, decoded frames in OpenCV's own BGR order:
+        // the server's encoder stamps the one and encodes the other.
+        let format = if raw {
+            PixelFormat::Jpeg
+        } else {
+            PixelFormat::Bgr24
+        };
+        let mut capabilities = Capabilities::new(width, height, format);
         capabilities.fps =
             file_fps.or((reported_fps.is_finite() && reported_fps > 0.0).then_some(reported_fps));
-        capabilities.delivers_jpeg = raw || config.encode() == Encode::OpenCv;
         if let Some((asked_width, asked_height)) = config.size() {
             if (asked_width, asked_height) != (width, height) {
                 tracing::info!(camera = %name, "asked for {asked_width}x{asked_height}; the source delivers {width}x{height}");
             }
         }
-        let output = match config.encode() {
-            Encode::OpenCv => PixelOutput::Jpeg {
-                quality: config.quality(),
-            },
-            Encode::Server => PixelOutput::Rgb,
-        };
         Ok(Device {
             capture,
             raw,
             backend,
             fourcc: reported_fourcc,
-            converter: Converter::new(output),
+            converter: Converter::default(),
             frame,
             first_pending: true,
             capabilities,
@@ -495,8 +500,8 @@ impl Device {
         self.first_pending = false;
     }
 
-    /// The frame just grabbed, as an image.
-    fn image(&mut self, seq: u64, captured_at: Timestamp) -> Result<Image, OpenCvError> {
+    /// The frame just grabbed, as an image: the camera's JPEG, or decoded BGR24.
+    fn image(&mut self) -> Result<Image, OpenCvError> {
         if !std::mem::take(&mut self.first_pending) {
             let retrieved = self
                 .capture
@@ -511,8 +516,7 @@ impl Device {
         if self.raw {
             raw_jpeg(&self.frame)
         } else {
-            self.converter
-                .convert(&self.frame, Stamp { seq, captured_at })
+            self.converter.convert(&self.frame)
         }
     }
 }

@@ -1,42 +1,39 @@
 //! [`OpenCvConfig`]: what an [`OpenCvCamera`](crate::OpenCvCamera) opens and how, parsed from an
-//! `opencv:SOURCE?OPTIONS` spec (the grammar is in the crate docs).
+//! `opencv[:SOURCE][#OPTIONS]` spec through the shared [`Spec`] grammar (the grammar is in the
+//! crate docs).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
 use edgecam_core::camera::CameraError;
+use edgecam_core::spec::{MAX_FPS, Spec, parse_fps, parse_size};
 
-const MAX_WIDTH: u32 = 7680;
-const MAX_HEIGHT: u32 = 4320;
-const MAX_FPS: f64 = 1000.0;
 const MAX_INDEX: u32 = 1023;
-/// The JPEG quality of `encode=opencv` when `quality` is not given (the server's default too).
-pub const DEFAULT_QUALITY: u8 = 80;
 
-const GRAMMAR: &str = "expected opencv[:SOURCE][?OPTION[&OPTION...]], where SOURCE is a camera \
+const GRAMMAR: &str = "expected opencv[:SOURCE][#OPTION[&OPTION...]], where SOURCE is a camera \
      index (opencv:0), a device (opencv:/dev/video2), a video file (opencv:clip.mp4) or a URL \
      (opencv:rtsp://host/stream)";
-const OPTIONS: &str = "allowed options are size=WIDTHxHEIGHT, fps=N, mjpeg=auto|on|off, \
-     encode=opencv|server and backend=any|v4l2|ffmpeg|gstreamer";
+const KNOWN: [&str; 4] = ["size", "fps", "mjpeg", "backend"];
+const OPTIONS: &str = "allowed options are size=WIDTHxHEIGHT, fps=N, mjpeg=auto|on|off and \
+     backend=any|v4l2|ffmpeg|gstreamer";
 
 /// What an [`OpenCvCamera`](crate::OpenCvCamera) opens, and how.
 ///
-/// Always valid: [`FromStr`] checks every field. [`Display`](fmt::Display) gives the canonical
-/// spec (options in a fixed order, defaults left out), which parses back to an equal config,
-/// except that a password in a URL is shown as `***`.
+/// Always valid: [`FromStr`] and [`from_spec`](OpenCvConfig::from_spec) check every field.
+/// [`Display`](fmt::Display) gives the canonical spec (options in a fixed order, defaults left
+/// out), which parses back to an equal config, except that a password in a URL is shown as
+/// `***`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenCvConfig {
     source: Source,
     size: Option<(u32, u32)>,
     fps: Option<f64>,
     mjpeg: Mjpeg,
-    encode: Encode,
-    quality: u8,
     backend: Backend,
 }
 
-/// Where the frames come from.
+/// Where the frames come from. A source never holds a `#`: the options start there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     /// `opencv:0`: a camera by number (on Linux, V4L2's `/dev/video0`).
@@ -45,8 +42,8 @@ pub enum Source {
     Device(PathBuf),
     /// `opencv:clip.mp4`: a video file, played in a loop at its own frame rate (or `fps`).
     File(PathBuf),
-    /// `opencv:rtsp://host/stream`: anything with `://`, opened by OpenCV's FFmpeg or
-    /// GStreamer backend.
+    /// `opencv:rtsp://host/stream?channel=1`: anything with `://`, query and all, opened by
+    /// OpenCV's FFmpeg or GStreamer backend.
     Url(String),
 }
 
@@ -54,26 +51,13 @@ pub enum Source {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mjpeg {
     /// Ask a camera for MJPEG and pass its JPEGs through when it delivers them (a file or
-    /// stream: when it is MJPEG); decode and hand on pixels otherwise.
+    /// stream: when it is MJPEG); decode and hand on BGR pixels otherwise.
     #[default]
     Auto,
     /// Pass JPEGs through or fail to open.
     On,
-    /// Never: always decode and hand on pixels.
+    /// Never: always decode and hand on BGR pixels.
     Off,
-}
-
-/// `encode=`: what becomes of decoded pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Encode {
-    /// JPEG-encode on the camera's thread with OpenCV's `imencode` (libjpeg-turbo in Debian's
-    /// OpenCV) at `quality`, and stamp the frame as the server does. The default: about twice
-    /// as fast as the server's pure-Rust encoder (see `examples/encode_compare.rs`).
-    #[default]
-    OpenCv,
-    /// Hand on RGB pixels ([`Image::Rgb8`](edgecam_core::camera::Image::Rgb8)) for the server's
-    /// encoder (its `--encoder` and `--quality`).
-    Server,
 }
 
 /// `backend=`: which OpenCV video I/O backend opens the source.
@@ -97,10 +81,16 @@ impl OpenCvConfig {
             size: None,
             fps: None,
             mjpeg: Mjpeg::default(),
-            encode: Encode::default(),
-            quality: DEFAULT_QUALITY,
             backend: Backend::default(),
         }
+    }
+
+    /// The config a parsed spec of kind `opencv` names; a bad one is [`CameraError::Spec`].
+    pub fn from_spec(spec: &Spec<'_>) -> Result<OpenCvConfig, CameraError> {
+        parse(spec).map_err(|reason| CameraError::Spec {
+            spec: spec.text().to_owned(),
+            reason,
+        })
     }
 
     pub fn source(&self) -> &Source {
@@ -120,22 +110,6 @@ impl OpenCvConfig {
 
     pub fn mjpeg(&self) -> Mjpeg {
         self.mjpeg
-    }
-
-    pub fn encode(&self) -> Encode {
-        self.encode
-    }
-
-    /// JPEG quality of `encode=opencv`, 1 to 100.
-    pub fn quality(&self) -> u8 {
-        self.quality
-    }
-
-    /// The JPEG quality of `encode=opencv` (clamped to 1..=100): the server passes its
-    /// `--quality`, so that one flag sets it whichever side encodes.
-    pub fn with_quality(mut self, quality: u8) -> OpenCvConfig {
-        self.quality = quality.clamp(1, 100);
-        self
     }
 
     pub fn backend(&self) -> Backend {
@@ -185,15 +159,6 @@ impl Mjpeg {
     }
 }
 
-impl Encode {
-    fn as_str(self) -> &'static str {
-        match self {
-            Encode::OpenCv => "opencv",
-            Encode::Server => "server",
-        }
-    }
-}
-
 impl Backend {
     fn as_str(self) -> &'static str {
         match self {
@@ -207,31 +172,26 @@ impl Backend {
 }
 
 impl fmt::Display for OpenCvConfig {
-    /// `opencv:SOURCE`, then the options that differ from their defaults in the order size,
-    /// fps, mjpeg, encode, backend. The quality is not part of the spec: it is the server's
-    /// `--quality` ([`OpenCvConfig::with_quality`]). A source with a `?` of its own always gets a `?`
-    /// after it, so that its query is never taken for options.
+    /// `opencv:SOURCE`, then `#` and the options that differ from their defaults in the order
+    /// size, fps, mjpeg, backend.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let source = self.source.display();
-        write!(f, "opencv:{source}")?;
+        write!(f, "opencv:{}", self.source.display())?;
         let mut options = Vec::new();
         if let Some((width, height)) = self.size {
             options.push(format!("size={width}x{height}"));
         }
         if let Some(fps) = self.fps {
+            // f64's Display is the shortest text that parses back to the same value.
             options.push(format!("fps={fps}"));
         }
         if self.mjpeg != Mjpeg::default() {
             options.push(format!("mjpeg={}", self.mjpeg.as_str()));
         }
-        if self.encode != Encode::default() {
-            options.push(format!("encode={}", self.encode.as_str()));
-        }
         if self.backend != Backend::default() {
             options.push(format!("backend={}", self.backend.as_str()));
         }
-        if !options.is_empty() || source.contains('?') {
-            write!(f, "?{}", options.join("&"))?;
+        if !options.is_empty() {
+            write!(f, "#{}", options.join("&"))?;
         }
         Ok(())
     }
@@ -240,55 +200,71 @@ impl fmt::Display for OpenCvConfig {
 impl FromStr for OpenCvConfig {
     type Err = CameraError;
 
-    /// Parses `opencv`, `opencv:SOURCE`, each optionally followed by `?OPTION&OPTION...`.
+    /// Parses `opencv` or `opencv:SOURCE`, each optionally followed by `#OPTION&OPTION...`.
     fn from_str(spec: &str) -> Result<OpenCvConfig, CameraError> {
-        parse(spec).map_err(|reason| CameraError::Spec {
-            spec: spec.to_owned(),
-            reason,
-        })
+        Spec::parse(spec)
+            .and_then(|parsed| parse(&parsed))
+            .map_err(|reason| CameraError::Spec {
+                spec: spec.to_owned(),
+                reason,
+            })
     }
 }
 
-fn parse(spec: &str) -> Result<OpenCvConfig, String> {
-    let Some(rest) = spec.strip_prefix("opencv") else {
+fn parse(spec: &Spec<'_>) -> Result<OpenCvConfig, String> {
+    if spec.kind() != "opencv" {
         return Err(format!("not an OpenCV camera spec; {GRAMMAR}"));
-    };
-    // Options start at the last '?', so that a URL keeps its own query when the spec ends
-    // with one more '?' (opencv:rtsp://cam/live?channel=1?fps=15).
-    let (source, options) = if rest.is_empty() {
-        (None, None)
-    } else if let Some(options) = rest.strip_prefix('?') {
-        (None, Some(options))
-    } else if let Some(body) = rest.strip_prefix(':') {
-        match body.rsplit_once('?') {
-            Some((source, options)) => (Some(source), Some(options)),
-            None => (Some(body), None),
-        }
-    } else {
-        return Err(format!("not an OpenCV camera spec; {GRAMMAR}"));
-    };
-    let source = match source {
+    }
+    let source = match spec.source() {
         None => Source::Index(0),
         Some("") => return Err(format!("no source after \"opencv:\"; {GRAMMAR}")),
         Some(text) => parse_source(text)?,
     };
+    spec.reject_unknown(&KNOWN, OPTIONS)?;
     let mut config = OpenCvConfig::new(source);
-    if let Some(options) = options {
-        parse_options(&mut config, options)?;
+    config.size = spec.value("size")?.map(parse_size).transpose()?;
+    if let Some(text) = spec.value("fps")? {
+        let fps = parse_fps(text)?;
+        if fps <= 0.0 {
+            return Err(format!(
+                "fps=0: use a rate above 0 and at most {MAX_FPS}, or leave fps out for the \
+                 source's own"
+            ));
+        }
+        config.fps = Some(fps);
+    }
+    if let Some(value) = spec.value("mjpeg")? {
+        config.mjpeg = match value {
+            "auto" => Mjpeg::Auto,
+            "on" => Mjpeg::On,
+            "off" => Mjpeg::Off,
+            _ => return Err(format!("mjpeg={value}: use mjpeg=auto, on or off")),
+        };
+    }
+    if let Some(value) = spec.value("backend")? {
+        config.backend = match value {
+            "any" => Backend::Any,
+            "v4l2" => Backend::V4l2,
+            "ffmpeg" => Backend::Ffmpeg,
+            "gstreamer" => Backend::Gstreamer,
+            _ => {
+                return Err(format!(
+                    "backend={value}: use backend=any, v4l2, ffmpeg or gstreamer"
+                ));
+            }
+        };
+    }
+    if config.mjpeg == Mjpeg::On && config.backend == Backend::Gstreamer {
+        return Err(
+            "mjpeg=on needs the v4l2 or ffmpeg backend: OpenCV's GStreamer backend \
+                    cannot hand out undecoded frames"
+                .to_owned(),
+        );
     }
     Ok(config)
 }
 
 fn parse_source(text: &str) -> Result<Source, String> {
-    if is_digits(text) {
-        return match text.parse::<u32>() {
-            Ok(index) if index <= MAX_INDEX => Ok(Source::Index(index)),
-            _ => Err(format!(
-                "camera index {text} is too large (at most {MAX_INDEX}); for a file named \
-                 {text}, write opencv:./{text}"
-            )),
-        };
-    }
     if let Some((scheme, _)) = text.split_once("://") {
         let valid_scheme = !scheme.is_empty()
             && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -300,130 +276,32 @@ fn parse_source(text: &str) -> Result<Source, String> {
                 "{scheme:?} is not a URL scheme; a URL looks like rtsp://host:554/stream"
             ));
         }
+        // A URL's own `?query` is part of it: the options start at '#'.
         return Ok(Source::Url(text.to_owned()));
+    }
+    if let Some((before, after)) = text.split_once('?') {
+        // `opencv:0?fps=30`, the old grammar: options now follow '#'. A file whose name has
+        // a '?' not followed by one of our options is still a file.
+        let key = after.split(['=', '&']).next().unwrap_or_default();
+        if KNOWN.contains(&key) {
+            return Err(format!(
+                "options follow '#', not '?': opencv:{before}#{after}"
+            ));
+        }
+    }
+    if is_digits(text) {
+        return match text.parse::<u32>() {
+            Ok(index) if index <= MAX_INDEX => Ok(Source::Index(index)),
+            _ => Err(format!(
+                "camera index {text} is too large (at most {MAX_INDEX}); for a file named \
+                 {text}, write opencv:./{text}"
+            )),
+        };
     }
     if text.starts_with("/dev/") {
         Ok(Source::Device(PathBuf::from(text)))
     } else {
         Ok(Source::File(PathBuf::from(text)))
-    }
-}
-
-fn parse_options(config: &mut OpenCvConfig, options: &str) -> Result<(), String> {
-    if options.is_empty() {
-        // A bare trailing '?': no options (it ends a URL's own query).
-        return Ok(());
-    }
-    let mut seen: Vec<&str> = Vec::new();
-    for option in options.split('&') {
-        let Some((key, value)) = option.split_once('=') else {
-            return Err(match option {
-                "" => format!("empty option (a stray '&'); {OPTIONS}"),
-                _ => unknown_option(config, option),
-            });
-        };
-        if seen.contains(&key) {
-            return Err(format!("option {key} is given twice"));
-        }
-        match key {
-            "size" => config.size = Some(parse_size(value)?),
-            "fps" => config.fps = Some(parse_fps(value)?),
-            "mjpeg" => {
-                config.mjpeg = match value {
-                    "auto" => Mjpeg::Auto,
-                    "on" => Mjpeg::On,
-                    "off" => Mjpeg::Off,
-                    _ => return Err(format!("mjpeg={value}: use mjpeg=auto, on or off")),
-                }
-            }
-            "encode" => {
-                config.encode = match value {
-                    "opencv" => Encode::OpenCv,
-                    "server" => Encode::Server,
-                    _ => {
-                        return Err(format!(
-                            "encode={value}: use encode=opencv (JPEG from OpenCV's imencode) or \
-                             encode=server (RGB pixels for the server's encoder)"
-                        ));
-                    }
-                }
-            }
-            "backend" => {
-                config.backend = match value {
-                    "any" => Backend::Any,
-                    "v4l2" => Backend::V4l2,
-                    "ffmpeg" => Backend::Ffmpeg,
-                    "gstreamer" => Backend::Gstreamer,
-                    _ => {
-                        return Err(format!(
-                            "backend={value}: use backend=any, v4l2, ffmpeg or gstreamer"
-                        ));
-                    }
-                }
-            }
-            _ => return Err(unknown_option(config, option)),
-        }
-        seen.push(key);
-    }
-    if config.mjpeg == Mjpeg::On && config.backend == Backend::Gstreamer {
-        return Err(
-            "mjpeg=on needs the v4l2 or ffmpeg backend: OpenCV's GStreamer backend \
-                    cannot hand out undecoded frames"
-                .to_owned(),
-        );
-    }
-    Ok(())
-}
-
-/// The error for an option we do not know; a URL's own query parameter is the likely cause.
-fn unknown_option(config: &OpenCvConfig, option: &str) -> String {
-    let key = option.split_once('=').map_or(option, |(key, _)| key);
-    match &config.source {
-        Source::Url(url) => format!(
-            "unknown option {key:?}; {OPTIONS}. If {option:?} belongs to the URL, end the spec \
-             with one more '?': opencv:{url}?{option}?"
-        ),
-        _ => format!("unknown option {key:?}; {OPTIONS}"),
-    }
-}
-
-fn parse_size(text: &str) -> Result<(u32, u32), String> {
-    let Some((width, height)) = text.split_once('x') else {
-        return Err(format!(
-            "size={text} is not WIDTHxHEIGHT, like size=1280x720"
-        ));
-    };
-    let dimension = |what: &str, value: &str, max: u32| -> Result<u32, String> {
-        match value.parse::<u32>() {
-            Ok(n) if is_digits(value) && (1..=max).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "size={text}: {what} must be a whole number from 1 to {max}"
-            )),
-        }
-    };
-    Ok((
-        dimension("width", width, MAX_WIDTH)?,
-        dimension("height", height, MAX_HEIGHT)?,
-    ))
-}
-
-fn parse_fps(text: &str) -> Result<f64, String> {
-    // Digits with an optional fraction: no sign, exponent, `inf` or `NaN`.
-    let well_formed = match text.split_once('.') {
-        Some((whole, fraction)) => is_digits(whole) && is_digits(fraction),
-        None => is_digits(text),
-    };
-    let fps: f64 = if well_formed {
-        text.parse().unwrap_or(f64::NAN)
-    } else {
-        f64::NAN
-    };
-    if fps > 0.0 && fps <= MAX_FPS {
-        Ok(fps)
-    } else {
-        Err(format!(
-            "fps={text}: use a number like 30 or 7.5, above 0 and at most {MAX_FPS}"
-        ))
     }
 }
 
@@ -474,6 +352,11 @@ mod tests {
             &Source::File(PathBuf::from("./0"))
         );
         assert_eq!(
+            parse_ok("opencv:what?.mp4").source(),
+            &Source::File(PathBuf::from("what?.mp4")),
+            "a '?' not followed by an option is part of a file name"
+        );
+        assert_eq!(
             parse_ok("opencv:rtsp://admin:pw@10.0.0.5:554/h264").source(),
             &Source::Url("rtsp://admin:pw@10.0.0.5:554/h264".to_owned())
         );
@@ -488,8 +371,6 @@ mod tests {
         assert_eq!(config.size(), None);
         assert_eq!(config.fps(), None);
         assert_eq!(config.mjpeg(), Mjpeg::Auto);
-        assert_eq!(config.encode(), Encode::OpenCv);
-        assert_eq!(config.quality(), 80);
         assert_eq!(config.backend(), Backend::Auto);
         assert_eq!(config, OpenCvConfig::new(Source::Index(0)));
         assert_eq!(config.to_string(), "opencv:0");
@@ -498,34 +379,42 @@ mod tests {
 
     #[test]
     fn options() {
-        let config = parse_ok("opencv:/dev/video0?fps=7.5&backend=v4l2&mjpeg=off&size=1280x720");
+        let config = parse_ok("opencv:/dev/video0#fps=7.5&backend=v4l2&mjpeg=off&size=1280x720");
         assert_eq!(config.size(), Some((1280, 720)));
         assert_eq!(config.fps(), Some(7.5));
         assert_eq!(config.mjpeg(), Mjpeg::Off);
-        assert_eq!(config.quality(), DEFAULT_QUALITY);
-        assert_eq!(config.clone().with_quality(95).quality(), 95);
-        assert_eq!(config.clone().with_quality(0).quality(), 1);
         assert_eq!(config.backend(), Backend::V4l2);
         assert_eq!(
             config.to_string(),
-            "opencv:/dev/video0?size=1280x720&fps=7.5&mjpeg=off&backend=v4l2"
+            "opencv:/dev/video0#size=1280x720&fps=7.5&mjpeg=off&backend=v4l2"
         );
-        let server = parse_ok("opencv?encode=server&mjpeg=on");
-        assert_eq!(server.source(), &Source::Index(0));
-        assert_eq!(server.encode(), Encode::Server);
-        assert_eq!(server.mjpeg(), Mjpeg::On);
-        assert_eq!(server.to_string(), "opencv:0?mjpeg=on&encode=server");
+        let bare = parse_ok("opencv#mjpeg=on");
+        assert_eq!(bare.source(), &Source::Index(0));
+        assert_eq!(bare.mjpeg(), Mjpeg::On);
+        assert_eq!(bare.to_string(), "opencv:0#mjpeg=on");
+    }
+
+    #[test]
+    fn from_spec_is_what_the_registry_calls() {
+        let spec = Spec::parse("opencv:3#size=640x480").unwrap();
+        let config = OpenCvConfig::from_spec(&spec).unwrap();
+        assert_eq!(config, parse_ok("opencv:3#size=640x480"));
+        let bad = Spec::parse("opencv:3#fps=0").unwrap();
+        assert!(matches!(
+            OpenCvConfig::from_spec(&bad),
+            Err(CameraError::Spec { spec, .. }) if spec == "opencv:3#fps=0"
+        ));
     }
 
     #[test]
     fn canonical_text_parses_back_to_the_same_config() {
         for spec in [
             "opencv:0",
-            "opencv:3?size=640x480&fps=30",
-            "opencv:/dev/video2?mjpeg=on&backend=ffmpeg",
-            "opencv:clip.mp4?fps=12.5&encode=server",
-            "opencv:rtsp://cam.local/live?channel=1&sub=0?size=1920x1080",
-            "opencv:http://cam.local/video.cgi?res=hd?",
+            "opencv:3#size=640x480&fps=30",
+            "opencv:/dev/video2#mjpeg=on&backend=ffmpeg",
+            "opencv:clip.mp4#fps=12.5",
+            "opencv:rtsp://cam.local/live?channel=1&sub=0#size=1920x1080",
+            "opencv:http://cam.local/video.cgi?res=hd",
         ] {
             let config = parse_ok(spec);
             assert_eq!(config.to_string(), spec);
@@ -534,21 +423,22 @@ mod tests {
     }
 
     #[test]
-    fn a_url_keeps_its_query_when_the_spec_ends_with_another_question_mark() {
-        let config = parse_ok("opencv:rtsp://cam/live?channel=1&subtype=0?fps=15");
+    fn a_url_keeps_its_query_and_options_follow_the_first_hash() {
+        let config = parse_ok("opencv:rtsp://cam/live?channel=1&subtype=0#fps=15");
         assert_eq!(
             config.source(),
             &Source::Url("rtsp://cam/live?channel=1&subtype=0".to_owned())
         );
         assert_eq!(config.fps(), Some(15.0));
-        let bare = parse_ok("opencv:rtsp://cam/live?channel=1?");
+        let query = parse_ok("opencv:http://cam/video.cgi?fps=30&size=hd");
         assert_eq!(
-            bare.source(),
-            &Source::Url("rtsp://cam/live?channel=1".to_owned())
+            query.source(),
+            &Source::Url("http://cam/video.cgi?fps=30&size=hd".to_owned()),
+            "a URL's own fps= is the camera's business"
         );
-        assert_eq!(bare.to_string(), "opencv:rtsp://cam/live?channel=1?");
+        assert_eq!(query.fps(), None);
         // Colons in the URL (port, credentials) are part of the source.
-        let port = parse_ok("opencv:rtsp://user:pw@cam:8554/s?size=640x480");
+        let port = parse_ok("opencv:rtsp://user:pw@cam:8554/s#size=640x480");
         assert_eq!(
             port.source(),
             &Source::Url("rtsp://user:pw@cam:8554/s".to_owned())
@@ -557,10 +447,10 @@ mod tests {
 
     #[test]
     fn a_password_in_a_url_is_never_displayed() {
-        let config = parse_ok("opencv:rtsp://admin:hunter2@cam:554/live?fps=10");
+        let config = parse_ok("opencv:rtsp://admin:hunter2@cam:554/live#fps=10");
         assert_eq!(
             config.to_string(),
-            "opencv:rtsp://admin:***@cam:554/live?fps=10"
+            "opencv:rtsp://admin:***@cam:554/live#fps=10"
         );
         assert_eq!(
             parse_ok("opencv:rtsp://admin@cam/live").to_string(),
@@ -580,17 +470,28 @@ mod tests {
             reason("sim:640x480"),
             format!("not an OpenCV camera spec; {GRAMMAR}")
         );
-        assert_eq!(
-            reason("opencv0"),
-            format!("not an OpenCV camera spec; {GRAMMAR}")
+        assert!(
+            reason("opencv?fps=30").ends_with(
+                "is not a camera kind: a spec is KIND[:SOURCE][#OPTION&...], e.g. sim:640x480@30"
+            ),
+            "{}",
+            reason("opencv?fps=30")
         );
         assert_eq!(
             reason("opencv:"),
             format!("no source after \"opencv:\"; {GRAMMAR}")
         );
         assert_eq!(
-            reason("opencv:?fps=30"),
+            reason("opencv:#fps=30"),
             format!("no source after \"opencv:\"; {GRAMMAR}")
+        );
+        assert_eq!(
+            reason("opencv:0?fps=30"),
+            "options follow '#', not '?': opencv:0#fps=30"
+        );
+        assert_eq!(
+            reason("opencv:/dev/video0?size=640x480&mjpeg=off"),
+            "options follow '#', not '?': opencv:/dev/video0#size=640x480&mjpeg=off"
         );
         assert_eq!(
             reason("opencv:99999"),
@@ -598,67 +499,65 @@ mod tests {
              opencv:./99999"
         );
         assert_eq!(
-            reason("opencv:0?size=1280"),
-            "size=1280 is not WIDTHxHEIGHT, like size=1280x720"
+            reason("opencv:0#size=1280"),
+            "size \"1280\" is not WIDTHxHEIGHT, like 1280x720"
         );
         assert_eq!(
-            reason("opencv:0?size=0x720"),
-            "size=0x720: width must be a whole number from 1 to 7680"
+            reason("opencv:0#size=0x720"),
+            "size \"0x720\": width must be a whole number from 1 to 7680"
         );
         assert_eq!(
-            reason("opencv:0?size=640x+480"),
-            "size=640x+480: height must be a whole number from 1 to 4320"
+            reason("opencv:0#size=640x+480"),
+            "size \"640x+480\": height must be a whole number from 1 to 4320"
         );
         assert_eq!(
-            reason("opencv:0?fps=0"),
-            "fps=0: use a number like 30 or 7.5, above 0 and at most 1000"
+            reason("opencv:0#fps=0"),
+            "fps=0: use a rate above 0 and at most 1000, or leave fps out for the source's own"
         );
         assert_eq!(
-            reason("opencv:0?fps=-5"),
-            "fps=-5: use a number like 30 or 7.5, above 0 and at most 1000"
+            reason("opencv:0#fps=-5"),
+            "fps \"-5\" is not a number like 30 or 7.5 from 0 to 1000"
         );
         assert_eq!(
-            reason("opencv:0?fps=NaN"),
-            "fps=NaN: use a number like 30 or 7.5, above 0 and at most 1000"
+            reason("opencv:0#fps=NaN"),
+            "fps \"NaN\" is not a number like 30 or 7.5 from 0 to 1000"
         );
+        assert_eq!(reason("opencv:0#fps"), "option fps needs a value: fps=...");
         assert_eq!(
-            reason("opencv:0?mjpeg=yes"),
+            reason("opencv:0#mjpeg=yes"),
             "mjpeg=yes: use mjpeg=auto, on or off"
         );
-        assert!(
-            reason("opencv:0?quality=90").starts_with("unknown option \"quality\""),
-            "{}",
-            reason("opencv:0?quality=90")
+        assert_eq!(
+            reason("opencv:0#quality=90"),
+            format!("unknown option \"quality\"; {OPTIONS}")
         );
         assert_eq!(
-            reason("opencv:0?backend=dshow"),
+            reason("opencv:0#encode=server"),
+            format!("unknown option \"encode\"; {OPTIONS}")
+        );
+        assert_eq!(
+            reason("opencv:0#backend=dshow"),
             "backend=dshow: use backend=any, v4l2, ffmpeg or gstreamer"
         );
         assert_eq!(
-            reason("opencv:0?fps=30&fps=25"),
+            reason("opencv:0#fps=30&fps=25"),
             "option fps is given twice"
         );
-        assert_eq!(
-            reason("opencv:0?fps=30&"),
-            format!("empty option (a stray '&'); {OPTIONS}")
+        assert!(
+            reason("opencv:0#fps=30&").starts_with("empty option"),
+            "{}",
+            reason("opencv:0#fps=30&")
         );
         assert_eq!(
-            reason("opencv:0?vary"),
+            reason("opencv:0#vary"),
             format!("unknown option \"vary\"; {OPTIONS}")
-        );
-        assert_eq!(
-            reason("opencv:rtsp://cam/live?channel=1"),
-            format!(
-                "unknown option \"channel\"; {OPTIONS}. If \"channel=1\" belongs to the URL, \
-                 end the spec with one more '?': opencv:rtsp://cam/live?channel=1?"
-            )
         );
         assert_eq!(
             reason("opencv:1http://cam"),
             "\"1http\" is not a URL scheme; a URL looks like rtsp://host:554/stream"
         );
         assert_eq!(
-            reason("opencv:0?mjpeg=on&backend=gstreamer"),
+            reason("opencv:0#mjpeg=on&backend=gstreamer"),
             "mjpeg=on needs the v4l2 or ffmpeg backend: OpenCV's GStreamer backend cannot hand \
              out undecoded frames"
         );
@@ -666,23 +565,23 @@ mod tests {
 
     #[test]
     fn the_error_message_names_the_spec() {
-        let err = "opencv:0?fps=0".parse::<OpenCvConfig>().unwrap_err();
+        let err = "opencv:0#fps=0".parse::<OpenCvConfig>().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid camera \"opencv:0?fps=0\": fps=0: use a number like 30 or 7.5, above 0 \
-             and at most 1000"
+            "invalid camera \"opencv:0#fps=0\": fps=0: use a rate above 0 and at most 1000, or \
+             leave fps out for the source's own"
         );
     }
 
     #[test]
     fn parsing_arbitrary_text_never_panics() {
-        // A cheap exhaustive-ish sweep instead of a proptest dependency: every spec built from
-        // a few awkward pieces.
+        // A cheap exhaustive-ish sweep: every spec built from a few awkward pieces.
         let pieces = [
             "",
             "opencv",
             ":",
             "?",
+            "#",
             "&",
             "=",
             "0",

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use edgecam_core::camera::ImageError;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -24,6 +25,10 @@ pub enum OpenCvError {
     /// A frame that cannot be turned into an image.
     #[error("{0}")]
     BadFrame(String),
+    /// A frame whose size or bytes do not make an image (a camera reaches its caller as
+    /// `CameraError::Image`).
+    #[error(transparent)]
+    Image(#[from] ImageError),
     /// Bytes that should be one JPEG image are not.
     #[error("{what} is not a JPEG image ({len} bytes, starting {head:02x?})")]
     NotJpeg {

@@ -1,14 +1,15 @@
-//! Between OpenCV's `Mat`s and the core's images: BGR frames to RGB pixels or stamped JPEGs,
-//! undecoded camera buffers to JPEGs, and JPEG bytes or RGB pixels to BGR `Mat`s.
+//! Between OpenCV's `Mat`s and the core's images: decoded frames to BGR24 images, undecoded
+//! camera buffers to JPEG images, JPEG bytes to BGR `Mat`s, and raw pixels of any format to a
+//! BGR `Mat` ([`ToBgr`], for `imencode` and `imshow`).
 
 use bytes::Bytes;
-use edgecam_core::camera::Image;
-use edgecam_core::jpeg::{self, Stamp};
-use opencv::core::{CV_8U, Mat, Vec3b, Vector};
-use opencv::imgcodecs::{IMREAD_COLOR, IMWRITE_JPEG_QUALITY, imdecode, imencode};
-use opencv::imgproc::{
-    COLOR_BGR2RGB, COLOR_BGRA2BGR, COLOR_BGRA2RGB, COLOR_GRAY2RGB, COLOR_RGB2BGR, cvt_color_def,
-};
+use edgecam_core::camera::{Image, PixelFormat};
+use edgecam_core::jpeg;
+use edgecam_encode::{RawImage, to_rgb24};
+use opencv::boxed_ref::BoxedRef;
+use opencv::core::{_InputArray, CV_8U, Mat, ToInputArray, Vec3b};
+use opencv::imgcodecs::{IMREAD_COLOR, imdecode};
+use opencv::imgproc::{COLOR_BGRA2BGR, COLOR_GRAY2BGR, COLOR_RGB2BGR, cvt_color_def};
 use opencv::prelude::*;
 
 use crate::error::OpenCvError;
@@ -16,91 +17,60 @@ use crate::error::OpenCvError;
 const SOI: [u8; 2] = [0xFF, 0xD8];
 const EOI: [u8; 2] = [0xFF, 0xD9];
 
-/// What decoded frames become.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PixelOutput {
-    /// [`Image::Rgb8`], for the server's encoder.
-    Rgb,
-    /// [`Image::Jpeg`] from `imencode` at this quality, stamped like the server's frames.
-    Jpeg { quality: u8 },
-}
-
-/// Turns decoded frames into images, reusing its buffers from frame to frame.
-#[derive(Debug)]
+/// Turns decoded frames into BGR24 images, reusing its buffer from frame to frame.
+#[derive(Debug, Default)]
 pub(crate) struct Converter {
-    output: PixelOutput,
+    /// Grey and BGRA frames converted to BGR.
     scratch: Mat,
-    params: Vector<i32>,
 }
 
 impl Converter {
-    pub(crate) fn new(output: PixelOutput) -> Converter {
-        let quality = match output {
-            PixelOutput::Jpeg { quality } => i32::from(quality),
-            PixelOutput::Rgb => 0,
-        };
-        Converter {
-            output,
-            scratch: Mat::default(),
-            params: Vector::from_slice(&[IMWRITE_JPEG_QUALITY, quality]),
-        }
-    }
-
-    /// A decoded frame (8-bit BGR, BGRA or grey, as `VideoCapture` retrieves them) as an image.
-    pub(crate) fn convert(&mut self, frame: &Mat, stamp: Stamp) -> Result<Image, OpenCvError> {
+    /// A decoded frame (8-bit BGR, BGRA or grey, as `VideoCapture` retrieves them) as a BGR24
+    /// image, OpenCV's own order: one copy out of the `Mat` for BGR, a `cvtColor` before it for
+    /// grey and BGRA.
+    pub(crate) fn convert(
+        &mut self,
+        frame: &(impl MatTraitConst + ToInputArray),
+    ) -> Result<Image, OpenCvError> {
         let (width, height) = frame_size(frame)?;
-        let channels = frame.channels();
-        match self.output {
-            PixelOutput::Rgb => {
-                let code = match channels {
-                    3 => COLOR_BGR2RGB,
-                    1 => COLOR_GRAY2RGB,
-                    _ => COLOR_BGRA2RGB,
+        let pixels = match frame.channels() {
+            3 => packed_bytes(frame)?,
+            channels => {
+                let code = if channels == 1 {
+                    COLOR_GRAY2BGR
+                } else {
+                    COLOR_BGRA2BGR
                 };
                 cvt_color_def(frame, &mut self.scratch, code)
-                    .map_err(OpenCvError::opencv("convert a frame from BGR to RGB"))?;
-                let pixels = self
-                    .scratch
-                    .data_bytes()
-                    .map_err(OpenCvError::opencv("read the RGB pixels"))?
-                    .to_vec();
-                Ok(Image::Rgb8 {
-                    width,
-                    height,
-                    pixels,
-                })
+                    .map_err(OpenCvError::opencv("convert a frame to BGR"))?;
+                packed_bytes(&self.scratch)?
             }
-            PixelOutput::Jpeg { .. } => {
-                let source = if channels == 4 {
-                    cvt_color_def(frame, &mut self.scratch, COLOR_BGRA2BGR)
-                        .map_err(OpenCvError::opencv("convert a frame from BGRA to BGR"))?;
-                    &self.scratch
-                } else {
-                    frame
-                };
-                let mut encoded = Vector::<u8>::new();
-                let done = imencode(".jpg", source, &mut encoded, &self.params)
-                    .map_err(OpenCvError::opencv("JPEG-encode a frame (imencode)"))?;
-                if !done {
-                    return Err(OpenCvError::BadFrame(format!(
-                        "OpenCV's imencode refused a {width}x{height} frame with {channels} \
-                         channel(s)"
-                    )));
-                }
-                let mut data = encoded.to_vec();
-                stamp.insert_into(&mut data);
-                Ok(Image::Jpeg {
-                    width,
-                    height,
-                    data: Bytes::from(data),
-                })
-            }
-        }
+        };
+        Ok(Image::packed(PixelFormat::Bgr24, width, height, pixels)?)
     }
 }
 
+/// The pixels of an 8-bit 3-channel `Mat`, copied out once, rows one after the other.
+fn packed_bytes(bgr: &impl MatTraitConst) -> Result<Vec<u8>, OpenCvError> {
+    if bgr.is_continuous() {
+        return Ok(bgr
+            .data_bytes()
+            .map_err(OpenCvError::opencv("read the BGR pixels"))?
+            .to_vec());
+    }
+    // A region of a larger picture: its rows, one after the other.
+    let mut pixels = Vec::new();
+    for y in 0..bgr.rows() {
+        let row = bgr
+            .at_row::<Vec3b>(y)
+            .map_err(OpenCvError::opencv("read a row of BGR pixels"))?;
+        pixels.extend(row.iter().flat_map(|pixel| pixel.0));
+    }
+    Ok(pixels)
+}
+
 /// Width and height of a decoded 8-bit frame with 1, 3 or 4 channels; anything else is an error.
-fn frame_size(frame: &Mat) -> Result<(u32, u32), OpenCvError> {
+fn frame_size(frame: &impl MatTraitConst) -> Result<(u32, u32), OpenCvError> {
     if frame.empty() {
         return Err(OpenCvError::BadFrame(
             "OpenCV returned an empty frame".to_owned(),
@@ -125,8 +95,9 @@ fn frame_size(frame: &Mat) -> Result<(u32, u32), OpenCvError> {
     }
 }
 
-/// An undecoded buffer from a camera that delivers MJPEG, as a JPEG image (not re-encoded,
-/// not stamped). Padding some cameras leave after the end-of-image marker is cut off.
+/// An undecoded buffer from a camera that delivers MJPEG, as a JPEG image (one copy out of the
+/// `Mat`; not re-encoded, not stamped: the server's encoder stamps it). Padding some cameras
+/// leave after the end-of-image marker is cut off.
 pub(crate) fn raw_jpeg(buffer: &impl MatTraitConst) -> Result<Image, OpenCvError> {
     if buffer.empty() {
         return Err(OpenCvError::BadFrame(
@@ -154,11 +125,7 @@ pub(crate) fn raw_jpeg(buffer: &impl MatTraitConst) -> Result<Image, OpenCvError
             data.len()
         )));
     };
-    Ok(Image::Jpeg {
-        width,
-        height,
-        data: Bytes::copy_from_slice(data),
-    })
+    Ok(Image::jpeg(width, height, Bytes::copy_from_slice(data))?)
 }
 
 /// `data` up to and including its last end-of-image marker, when it starts like a JPEG and
@@ -190,36 +157,112 @@ pub(crate) fn decode_jpeg(data: &[u8]) -> Result<Mat, OpenCvError> {
     Ok(decoded)
 }
 
-/// Packed RGB pixels (`width * height * 3` bytes) as an 8-bit BGR `Mat` (a copy).
-#[cfg_attr(not(feature = "window"), allow(dead_code))]
-pub(crate) fn bgr_from_rgb(width: u32, height: u32, pixels: &[u8]) -> Result<Mat, OpenCvError> {
-    let expected = (width as usize)
-        .checked_mul(height as usize)
-        .and_then(|n| n.checked_mul(3));
-    if expected != Some(pixels.len()) {
-        return Err(OpenCvError::BadFrame(format!(
-            "{} bytes are not a {width}x{height} RGB image",
-            pixels.len()
-        )));
+/// Buffers to see raw pixels of any format as an 8-bit BGR `Mat`, reused from frame to frame.
+#[derive(Debug, Default)]
+pub(crate) struct ToBgr {
+    /// Strided rows packed together (OpenCV cannot be handed a stride without unsafe code).
+    rows: Vec<u8>,
+    /// YUV formats as RGB24, by `edgecam_encode::to_rgb24`.
+    rgb: Vec<u8>,
+    /// RGB turned into BGR by `cvtColor`.
+    bgr: Mat,
+}
+
+/// Raw pixels as BGR: a `Mat` over the caller's (or the packed) bytes, or one converted.
+#[derive(Debug)]
+pub(crate) enum Bgr<'a> {
+    Wrapped(BoxedRef<'a, Mat>),
+    Converted(&'a Mat),
+}
+
+impl ToInputArray for Bgr<'_> {
+    fn input_array(&self) -> opencv::Result<BoxedRef<'_, _InputArray>> {
+        match self {
+            Bgr::Wrapped(mat) => mat.input_array(),
+            Bgr::Converted(mat) => mat.input_array(),
+        }
     }
-    let (Ok(rows), Ok(cols)) = (i32::try_from(height), i32::try_from(width)) else {
+}
+
+impl ToBgr {
+    /// `image` as BGR: BGR24 as it is (packed: no copy; strided: its rows copied once), RGB24
+    /// through `cvtColor`, YUV through [`to_rgb24`] and then `cvtColor`. JPEG is refused.
+    pub(crate) fn convert<'a>(&'a mut self, image: &RawImage<'a>) -> Result<Bgr<'a>, OpenCvError> {
+        match image.format {
+            PixelFormat::Bgr24 => Ok(Bgr::Wrapped(wrap_3ch(image, &mut self.rows)?)),
+            PixelFormat::Rgb24 => {
+                let rgb = wrap_3ch(image, &mut self.rows)?;
+                cvt_color_def(&rgb, &mut self.bgr, COLOR_RGB2BGR)
+                    .map_err(OpenCvError::opencv("convert RGB pixels to BGR"))?;
+                Ok(Bgr::Converted(&self.bgr))
+            }
+            PixelFormat::Jpeg => Err(OpenCvError::BadFrame(
+                "a JPEG is not raw pixels; decode it first".to_owned(),
+            )),
+            _ => {
+                to_rgb24(image, &mut self.rgb);
+                let packed = RawImage {
+                    format: PixelFormat::Rgb24,
+                    planes: [&self.rgb, &[], &[]],
+                    strides: [(image.width as usize).saturating_mul(3), 0, 0],
+                    ..*image
+                };
+                let rgb = wrap_3ch(&packed, &mut self.rows)?;
+                cvt_color_def(&rgb, &mut self.bgr, COLOR_RGB2BGR)
+                    .map_err(OpenCvError::opencv("convert RGB pixels to BGR"))?;
+                Ok(Bgr::Converted(&self.bgr))
+            }
+        }
+    }
+}
+
+/// The first plane of a 3-byte-per-pixel `image` as an 8-bit 3-channel `Mat`: over its bytes
+/// when packed, over its rows copied into `rows` when strided. Too few bytes is an error.
+fn wrap_3ch<'a>(
+    image: &RawImage<'a>,
+    rows: &'a mut Vec<u8>,
+) -> Result<BoxedRef<'a, Mat>, OpenCvError> {
+    let (width, height) = (image.width, image.height);
+    let (Ok(cols), Ok(row_count)) = (i32::try_from(width), i32::try_from(height)) else {
         return Err(OpenCvError::BadFrame(format!(
             "a {width}x{height} image is too large for OpenCV"
         )));
     };
-    let rgb = Mat::new_rows_cols_with_bytes::<Vec3b>(rows, cols, pixels)
-        .map_err(OpenCvError::opencv("wrap RGB pixels"))?;
-    let mut bgr = Mat::default();
-    cvt_color_def(&rgb, &mut bgr, COLOR_RGB2BGR)
-        .map_err(OpenCvError::opencv("convert RGB pixels to BGR"))?;
-    Ok(bgr)
+    let row = (width as usize).saturating_mul(3);
+    let len = row.saturating_mul(height as usize);
+    let short = || {
+        OpenCvError::BadFrame(format!(
+            "{} bytes with rows {} bytes apart are not a {width}x{height} {} image",
+            image.planes[0].len(),
+            image.strides[0],
+            image.format
+        ))
+    };
+    let plane = image.planes[0];
+    let stride = image.strides[0];
+    let bytes: &'a [u8] = if stride == row {
+        plane.get(..len).ok_or_else(short)?
+    } else {
+        rows.clear();
+        for y in 0..height as usize {
+            let start = y.saturating_mul(stride);
+            let src = plane
+                .get(start..start.saturating_add(row))
+                .ok_or_else(short)?;
+            rows.extend_from_slice(src);
+        }
+        let rows: &'a Vec<u8> = rows;
+        rows
+    };
+    Mat::new_rows_cols_with_bytes::<Vec3b>(row_count, cols, bytes)
+        .map_err(OpenCvError::opencv("wrap the pixels in a Mat"))
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use edgecam_core::time::Timestamp;
-    use opencv::core::{CV_8UC3, Scalar};
+    use opencv::core::{CV_8UC3, Scalar, Vector};
+    use opencv::imgcodecs::imencode;
 
     use super::*;
 
@@ -228,66 +271,38 @@ mod tests {
         Mat::new_rows_cols_with_default(height, width, CV_8UC3, Scalar::new(b, g, r, 0.0)).unwrap()
     }
 
-    fn stamp(seq: u64) -> Stamp {
-        Stamp {
-            seq,
-            captured_at: Timestamp(1_700_000_000_000_000 + seq),
-        }
-    }
-
     #[test]
-    fn rgb_output_swaps_blue_and_red() {
-        let mut converter = Converter::new(PixelOutput::Rgb);
-        let image = converter
-            .convert(&solid(8, 4, [10.0, 20.0, 30.0]), stamp(1))
+    fn decoded_frames_become_packed_bgr24_in_opencvs_order() {
+        let image = Converter::default()
+            .convert(&solid(8, 4, [10.0, 20.0, 30.0]))
             .unwrap();
-        let Image::Rgb8 {
-            width,
-            height,
-            pixels,
-        } = image
-        else {
-            panic!("expected RGB");
-        };
-        assert_eq!((width, height), (8, 4));
-        assert_eq!(pixels.len(), 8 * 4 * 3);
-        assert!(pixels.chunks(3).all(|p| p == [30, 20, 10]));
+        assert_eq!(image.format(), PixelFormat::Bgr24);
+        assert_eq!(image.size(), (8, 4));
+        assert!(image.is_packed());
+        assert_eq!(image.data().len(), 8 * 4 * 3);
+        assert!(image.data().chunks(3).all(|p| p == [10, 20, 30]));
     }
 
     #[test]
-    fn jpeg_output_is_a_stamped_jpeg_of_the_right_size_that_decodes_back() {
-        let mut converter = Converter::new(PixelOutput::Jpeg { quality: 90 });
-        let image = converter
-            .convert(&solid(64, 48, [200.0, 100.0, 50.0]), stamp(7))
-            .unwrap();
-        let Image::Jpeg {
-            width,
-            height,
-            data,
-        } = image
-        else {
-            panic!("expected JPEG");
-        };
-        assert_eq!((width, height), (64, 48));
-        assert!(jpeg::is_jpeg(&data));
-        assert_eq!(jpeg::dimensions(&data), Some((64, 48)));
-        assert_eq!(Stamp::find(&data), Some(stamp(7)));
-        let decoded = decode_jpeg(&data).unwrap();
-        let pixel = decoded.at_2d::<Vec3b>(24, 32).unwrap();
-        for (got, want) in pixel.0.iter().zip([200u8, 100, 50]) {
-            assert!(got.abs_diff(want) <= 3, "{:?}", pixel.0);
-        }
+    fn a_region_of_a_larger_frame_is_packed_row_by_row() {
+        let mut big = solid(8, 4, [1.0, 2.0, 3.0]);
+        *big.at_2d_mut::<Vec3b>(1, 2).unwrap() = Vec3b::from([9, 8, 7]);
+        let view = Mat::roi(&big, opencv::core::Rect::new(2, 1, 3, 2)).unwrap();
+        assert!(!view.is_continuous());
+        let image = Converter::default().convert(&view).unwrap();
+        assert_eq!(image.size(), (3, 2));
+        assert_eq!(image.data().len(), 3 * 2 * 3);
+        assert_eq!(&image.data()[..6], &[9, 8, 7, 1, 2, 3]);
     }
 
     #[test]
-    fn grey_and_bgra_frames_are_handled_and_others_refused() {
+    fn grey_and_bgra_frames_are_converted_to_bgr_and_others_refused() {
+        let mut converter = Converter::default();
         let grey = Mat::new_rows_cols_with_default(4, 4, opencv::core::CV_8UC1, Scalar::all(77.0))
             .unwrap();
-        let mut rgb = Converter::new(PixelOutput::Rgb);
-        let Image::Rgb8 { pixels, .. } = rgb.convert(&grey, stamp(1)).unwrap() else {
-            panic!("expected RGB");
-        };
-        assert!(pixels.iter().all(|&p| p == 77));
+        let image = converter.convert(&grey).unwrap();
+        assert_eq!(image.format(), PixelFormat::Bgr24);
+        assert!(image.data().iter().all(|&p| p == 77));
         let bgra = Mat::new_rows_cols_with_default(
             4,
             4,
@@ -295,19 +310,14 @@ mod tests {
             Scalar::new(1.0, 2.0, 3.0, 255.0),
         )
         .unwrap();
-        let Image::Rgb8 { pixels, .. } = rgb.convert(&bgra, stamp(2)).unwrap() else {
-            panic!("expected RGB");
-        };
-        assert_eq!(&pixels[..3], &[3, 2, 1]);
-        assert!(matches!(
-            Converter::new(PixelOutput::Jpeg { quality: 80 }).convert(&bgra, stamp(3)),
-            Ok(Image::Jpeg { .. })
-        ));
+        let image = converter.convert(&bgra).unwrap();
+        assert_eq!(&image.data()[..3], &[1, 2, 3]);
+        assert_eq!(image.data().len(), 4 * 4 * 3);
         let float = Mat::new_rows_cols_with_default(4, 4, opencv::core::CV_32FC3, Scalar::all(0.5))
             .unwrap();
-        let err = rgb.convert(&float, stamp(4)).unwrap_err();
+        let err = converter.convert(&float).unwrap_err();
         assert!(err.to_string().contains("only 8-bit"), "{err}");
-        let err = rgb.convert(&Mat::default(), stamp(5)).unwrap_err();
+        let err = converter.convert(&Mat::default()).unwrap_err();
         assert_eq!(err.to_string(), "OpenCV returned an empty frame");
     }
 
@@ -331,16 +341,10 @@ mod tests {
         let mut padded = jpeg.clone();
         padded.extend_from_slice(&[0; 100]);
         let buffer = Mat::from_slice(&padded).unwrap();
-        let Image::Jpeg {
-            width,
-            height,
-            data,
-        } = raw_jpeg(&buffer).unwrap()
-        else {
-            panic!("expected JPEG");
-        };
-        assert_eq!((width, height), (32, 16));
-        assert_eq!(&data[..], &jpeg[..], "byte for byte, padding gone");
+        let image = raw_jpeg(&buffer).unwrap();
+        assert_eq!(image.format(), PixelFormat::Jpeg);
+        assert_eq!(image.size(), (32, 16));
+        assert_eq!(&image.data()[..], &jpeg[..], "byte for byte, padding gone");
     }
 
     #[test]
@@ -380,15 +384,74 @@ mod tests {
         assert_eq!(trim_after_eoi(b""), b"");
     }
 
+    fn raw(image: &Image) -> RawImage<'_> {
+        RawImage::of(image)
+    }
+
+    fn pixel(bgr: &Bgr<'_>, row: i32, col: i32) -> [u8; 3] {
+        match bgr {
+            Bgr::Wrapped(mat) => mat.at_2d::<Vec3b>(row, col).unwrap().0,
+            Bgr::Converted(mat) => mat.at_2d::<Vec3b>(row, col).unwrap().0,
+        }
+    }
+
     #[test]
-    fn rgb_pixels_become_bgr_and_bad_buffers_are_errors() {
-        let pixels: Vec<u8> = [1u8, 2, 3].repeat(6);
-        let bgr = bgr_from_rgb(3, 2, &pixels).unwrap();
-        assert_eq!((bgr.cols(), bgr.rows(), bgr.channels()), (3, 2, 3));
-        assert_eq!(bgr.at_2d::<Vec3b>(1, 2).unwrap().0, [3, 2, 1]);
-        let err = bgr_from_rgb(3, 2, &pixels[1..]).unwrap_err();
-        assert_eq!(err.to_string(), "17 bytes are not a 3x2 RGB image");
-        assert!(bgr_from_rgb(u32::MAX, u32::MAX, &[]).is_err());
+    fn raw_pixels_of_every_format_become_bgr() {
+        let mut to_bgr = ToBgr::default();
+        // 3x2 BGR with rows padded to 12 bytes: the padding is skipped.
+        let mut padded = Vec::new();
+        for _ in 0..2 {
+            padded.extend_from_slice(&[1, 2, 3].repeat(3));
+            padded.extend_from_slice(&[99; 3]);
+        }
+        let bgr = Image::with_strides(PixelFormat::Bgr24, 3, 2, [12, 0, 0], padded).unwrap();
+        let mat = to_bgr.convert(&raw(&bgr)).unwrap();
+        assert!(matches!(mat, Bgr::Wrapped(_)));
+        assert_eq!(pixel(&mat, 1, 2), [1, 2, 3]);
+        let packed = Image::packed(PixelFormat::Bgr24, 3, 2, [4u8, 5, 6].repeat(6)).unwrap();
+        assert_eq!(
+            pixel(&to_bgr.convert(&raw(&packed)).unwrap(), 0, 0),
+            [4, 5, 6]
+        );
+        let rgb = Image::packed(PixelFormat::Rgb24, 3, 2, [1u8, 2, 3].repeat(6)).unwrap();
+        assert_eq!(pixel(&to_bgr.convert(&raw(&rgb)).unwrap(), 1, 2), [3, 2, 1]);
+        // Mid grey in YUYV: Y = 128, U = V = 128.
+        let yuyv = Image::packed(PixelFormat::Yuyv, 4, 2, vec![128u8; 16]).unwrap();
+        let grey = pixel(&to_bgr.convert(&raw(&yuyv)).unwrap(), 1, 3);
+        assert!(grey.iter().all(|c| c.abs_diff(128) <= 1), "{grey:?}");
+        let jpeg = Image::jpeg(3, 2, encoded(3, 2)).unwrap();
+        assert!(matches!(
+            to_bgr.convert(&raw(&jpeg)),
+            Err(OpenCvError::BadFrame(_))
+        ));
+    }
+
+    #[test]
+    fn raw_images_that_lie_about_their_bytes_are_errors() {
+        let mut to_bgr = ToBgr::default();
+        let short = [0u8; 17];
+        let lying = RawImage {
+            format: PixelFormat::Bgr24,
+            width: 3,
+            height: 2,
+            planes: [&short, &[], &[]],
+            strides: [9, 0, 0],
+        };
+        let err = to_bgr.convert(&lying).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "17 bytes with rows 9 bytes apart are not a 3x2 bgr24 image"
+        );
+        let strided = RawImage {
+            strides: [12, 0, 0],
+            ..lying
+        };
+        assert!(to_bgr.convert(&strided).is_err());
+        let huge = RawImage {
+            width: u32::MAX,
+            ..lying
+        };
+        assert!(to_bgr.convert(&huge).is_err());
         assert!(matches!(
             decode_jpeg(b"not a jpeg"),
             Err(OpenCvError::NotJpeg { .. })

@@ -4,11 +4,13 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use edgecam_core::camera::Image;
+use edgecam_core::camera::{Image, PixelFormat};
+use edgecam_encode::RawImage;
+use opencv::core::ToInputArray;
 use opencv::highgui;
 
 use crate::error::OpenCvError;
-use crate::image::{bgr_from_rgb, decode_jpeg};
+use crate::image::{ToBgr, decode_jpeg};
 
 /// One HighGUI window showing frames.
 ///
@@ -22,6 +24,8 @@ use crate::image::{bgr_from_rgb, decode_jpeg};
 pub struct HighGuiWindow {
     title: String,
     closed: bool,
+    /// Raw frames turned into BGR for `imshow`, buffers reused.
+    to_bgr: ToBgr,
     /// HighGUI's state belongs to one thread.
     _one_thread: PhantomData<*const ()>,
 }
@@ -49,6 +53,7 @@ impl HighGuiWindow {
         Ok(HighGuiWindow {
             title: title.to_owned(),
             closed: false,
+            to_bgr: ToBgr::default(),
             _one_thread: PhantomData,
         })
     }
@@ -62,26 +67,43 @@ impl HighGuiWindow {
     pub fn show_jpeg(&mut self, jpeg: &[u8]) -> Result<(), OpenCvError> {
         self.check_open()?;
         let bgr = decode_jpeg(jpeg)?;
-        self.imshow(&bgr)
+        imshow(&self.title, &bgr)
     }
 
     /// Shows packed RGB pixels, `width * height * 3` bytes.
     pub fn show_rgb(&mut self, width: u32, height: u32, pixels: &[u8]) -> Result<(), OpenCvError> {
         self.check_open()?;
-        let bgr = bgr_from_rgb(width, height, pixels)?;
-        self.imshow(&bgr)
+        let expected = (width as usize)
+            .checked_mul(height as usize)
+            .and_then(|n| n.checked_mul(3));
+        if expected != Some(pixels.len()) {
+            return Err(OpenCvError::BadFrame(format!(
+                "{} bytes are not a {width}x{height} RGB image",
+                pixels.len()
+            )));
+        }
+        self.show_raw(&RawImage {
+            format: PixelFormat::Rgb24,
+            width,
+            height,
+            planes: [pixels, &[], &[]],
+            strides: [width as usize * 3, 0, 0],
+        })
     }
 
-    /// Shows a camera image, whichever kind it is.
+    /// Shows a camera image of any format: JPEG through `imdecode`, BGR24 as it is, the others
+    /// converted to BGR.
     pub fn show(&mut self, image: &Image) -> Result<(), OpenCvError> {
-        match image {
-            Image::Jpeg { data, .. } => self.show_jpeg(data),
-            Image::Rgb8 {
-                width,
-                height,
-                pixels,
-            } => self.show_rgb(*width, *height, pixels),
+        if image.format().is_jpeg() {
+            return self.show_jpeg(image.data());
         }
+        self.check_open()?;
+        self.show_raw(&RawImage::of(image))
+    }
+
+    fn show_raw(&mut self, image: &RawImage<'_>) -> Result<(), OpenCvError> {
+        let bgr = self.to_bgr.convert(image)?;
+        imshow(&self.title, &bgr)
     }
 
     /// Handles window events for up to `timeout` (at least 1 ms) and returns the key pressed
@@ -117,13 +139,6 @@ impl HighGuiWindow {
         }
     }
 
-    fn imshow(&mut self, bgr: &opencv::core::Mat) -> Result<(), OpenCvError> {
-        highgui::imshow(&self.title, bgr).map_err(OpenCvError::opencv(format!(
-            "show a frame in {:?}",
-            self.title
-        )))
-    }
-
     fn destroy(&mut self) {
         if std::mem::replace(&mut self.closed, true) {
             return;
@@ -140,6 +155,10 @@ impl Drop for HighGuiWindow {
     fn drop(&mut self) {
         self.destroy();
     }
+}
+
+fn imshow(title: &str, bgr: &impl ToInputArray) -> Result<(), OpenCvError> {
+    highgui::imshow(title, bgr).map_err(OpenCvError::opencv(format!("show a frame in {title:?}")))
 }
 
 /// A key code from `waitKeyEx` as a character: Latin-1 codes as themselves, X keysyms of the

@@ -1,7 +1,9 @@
 //! What this build has, registered in one place: the camera kinds a `--camera` spec may name
 //! and the JPEG encoders `--encoder` may pick. A new backend is a crate plus one line here.
 
-use edgecam_core::camera::{CameraKind, CameraRegistry};
+#[cfg(not(feature = "opencv"))]
+use edgecam_core::camera::CameraKind;
+use edgecam_core::camera::CameraRegistry;
 use edgecam_encode::Backends;
 
 /// Every camera kind, with those this build lacks saying how to get them.

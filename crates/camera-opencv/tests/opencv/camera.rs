@@ -5,16 +5,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use edgecam_camera_opencv::OpenCvCamera;
-use edgecam_core::camera::{Camera, CameraError, Captured, Image};
+use edgecam_camera_opencv::{OpenCvCamera, OpenCvEncoder};
+use edgecam_core::camera::{
+    Camera, CameraContext, CameraError, CameraRegistry, Captured, Image, PixelFormat,
+};
 use edgecam_core::jpeg::{self, Stamp};
 use edgecam_core::time::Clock;
+use edgecam_encode::{Encoder, Passthrough};
 use opencv::core::{Mat, Vec3b};
 use opencv::imgcodecs::{IMREAD_COLOR, imdecode};
 use opencv::prelude::*;
 
 use crate::support::{
-    FPS, FRAMES, HEIGHT, WIDTH, WallClock, index_of_rgb, middle_rgb, within, write_video,
+    FPS, FRAMES, HEIGHT, WIDTH, WallClock, index_of_rgb, middle_pixel, within, write_video,
 };
 
 /// A temporary folder holding `clip.avi`, an MJPEG video of the test frames.
@@ -27,7 +30,10 @@ fn mjpeg_clip() -> (tempfile::TempDir, PathBuf) {
 
 fn camera(spec: &str) -> (OpenCvCamera, Arc<WallClock>) {
     let clock = WallClock::new();
-    (OpenCvCamera::from_spec(spec, clock.clone()).unwrap(), clock)
+    let config = spec
+        .parse()
+        .unwrap_or_else(|e| panic!("{spec:?} should parse: {e}"));
+    (OpenCvCamera::new(config, clock.clone()), clock)
 }
 
 fn spec(path: &Path, options: &str) -> String {
@@ -40,15 +46,22 @@ async fn frame(camera: &mut OpenCvCamera) -> Captured {
         .unwrap_or_else(|e| panic!("next_frame failed: {e:?}"))
 }
 
+/// The middle pixel of a JPEG, as RGB.
+fn middle_of_jpeg(data: &[u8]) -> [u8; 3] {
+    let decoded = imdecode(&Mat::from_slice(data).unwrap(), IMREAD_COLOR).unwrap();
+    let [b, g, r] = decoded.at_2d::<Vec3b>(HEIGHT / 2, WIDTH / 2).unwrap().0;
+    [r, g, b]
+}
+
 /// Which test frame an image shows, from its middle pixel.
 fn index_of_image(image: &Image) -> usize {
-    let rgb = match image {
-        Image::Rgb8 { pixels, .. } => middle_rgb(pixels),
-        Image::Jpeg { data, .. } => {
-            let decoded = imdecode(&Mat::from_slice(data).unwrap(), IMREAD_COLOR).unwrap();
-            let [b, g, r] = decoded.at_2d::<Vec3b>(HEIGHT / 2, WIDTH / 2).unwrap().0;
+    let rgb = match image.format() {
+        PixelFormat::Bgr24 => {
+            let [b, g, r] = middle_pixel(image.data());
             [r, g, b]
         }
+        PixelFormat::Jpeg => middle_of_jpeg(image.data()),
+        other => panic!("an OpenCV camera delivers BGR24 or JPEG, not {other}"),
     };
     index_of_rgb(rgb, 3).unwrap_or_else(|| panic!("{rgb:?} is not a test frame"))
 }
@@ -64,14 +77,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 #[tokio::test]
-async fn a_file_plays_in_a_loop_at_its_own_pace_in_rgb() {
+async fn a_file_plays_in_a_loop_at_its_own_pace_in_bgr() {
     let (_dir, path) = mjpeg_clip();
-    let (mut camera, _) = camera(&spec(&path, "?mjpeg=off&encode=server"));
+    let (mut camera, _) = camera(&spec(&path, "#mjpeg=off"));
     assert_eq!(camera.capabilities(), None);
     let caps = within(10, "open", camera.open()).await.unwrap();
     assert_eq!((caps.width, caps.height), (320, 240));
     assert_eq!(caps.fps, Some(FPS));
-    assert!(!caps.delivers_jpeg);
+    assert_eq!(caps.format, PixelFormat::Bgr24);
     assert_eq!(camera.capabilities(), Some(caps));
 
     let mut frames = Vec::new();
@@ -86,17 +99,12 @@ async fn a_file_plays_in_a_loop_at_its_own_pace_in_rgb() {
         assert!(pair[0].captured_at < pair[1].captured_at);
     }
     for captured in &frames {
-        let Image::Rgb8 {
-            width,
-            height,
-            pixels,
-        } = &captured.image
-        else {
-            panic!("encode=server hands on RGB");
-        };
-        assert_eq!((*width, *height), (320, 240));
-        assert_eq!(pixels.len(), 320 * 240 * 3);
-        // Red is 128 in every frame and blue counts the frame: BGR was turned into RGB, and
+        let image = &captured.image;
+        assert_eq!(image.format(), PixelFormat::Bgr24, "decoded frames are BGR");
+        assert_eq!(image.size(), (320, 240));
+        assert!(image.is_packed());
+        assert_eq!(image.data().len(), 320 * 240 * 3);
+        // Red is 128 in every frame and blue counts the frame, in OpenCV's BGR order, and
         // frame seq is the file's frame (seq - 1) mod 30, also after the loop went round.
         assert_eq!(
             index_of_image(&captured.image),
@@ -118,7 +126,7 @@ async fn a_file_plays_in_a_loop_at_its_own_pace_in_rgb() {
 #[tokio::test]
 async fn next_frame_returns_the_newest_frame_not_a_backlog() {
     let (_dir, path) = mjpeg_clip();
-    let (mut camera, clock) = camera(&spec(&path, "?mjpeg=off&encode=server"));
+    let (mut camera, clock) = camera(&spec(&path, "#mjpeg=off"));
     within(10, "open", camera.open()).await.unwrap();
     let before = frame(&mut camera).await;
     // A slow reader: about 18 frames go by meanwhile.
@@ -148,7 +156,7 @@ async fn next_frame_returns_the_newest_frame_not_a_backlog() {
 #[tokio::test]
 async fn after_a_long_idle_spell_the_next_frame_is_a_fresh_one() {
     let (_dir, path) = mjpeg_clip();
-    let (mut camera, clock) = camera(&spec(&path, "?mjpeg=off"));
+    let (mut camera, clock) = camera(&spec(&path, "#mjpeg=off"));
     within(10, "open", camera.open()).await.unwrap();
     let before = frame(&mut camera).await;
     // Longer than the camera's idle threshold (1 s): it stops converting frames and drops
@@ -174,55 +182,55 @@ async fn after_a_long_idle_spell_the_next_frame_is_a_fresh_one() {
 }
 
 #[tokio::test]
-async fn decoded_frames_are_jpeg_encoded_by_opencv_and_stamped_by_default() {
+async fn decoded_frames_are_encoded_and_stamped_by_the_servers_encoder_with_imencode() {
     let (_dir, path) = mjpeg_clip();
-    let (mut camera, _) = camera(&spec(&path, "?mjpeg=off"));
+    let (mut camera, _) = camera(&spec(&path, "#mjpeg=off"));
     let caps = within(10, "open", camera.open()).await.unwrap();
-    assert!(caps.delivers_jpeg);
+    assert_eq!(caps.format, PixelFormat::Bgr24);
+    let mut encoder = Encoder::new(Box::new(OpenCvEncoder::new()), 90, Passthrough::Stamped);
     for _ in 0..5 {
         let captured = frame(&mut camera).await;
-        let Image::Jpeg {
-            width,
-            height,
-            data,
-        } = &captured.image
-        else {
-            panic!("encode=opencv is the default");
-        };
-        assert_eq!((*width, *height), (320, 240));
-        assert!(jpeg::is_jpeg(data));
-        assert_eq!(jpeg::dimensions(data), Some((320, 240)));
+        let (seq, captured_at) = (captured.seq, captured.captured_at);
         assert_eq!(
-            Stamp::find(data),
-            Some(Stamp {
-                seq: captured.seq,
-                captured_at: captured.captured_at
-            })
+            Stamp::find(captured.image.data()),
+            None,
+            "the camera does not stamp"
         );
-        assert_eq!(
-            index_of_image(&captured.image),
-            (captured.seq as usize - 1) % FRAMES
-        );
+        let frame = encoder.encode(captured).unwrap();
+        assert_eq!((frame.width, frame.height), (320, 240));
+        assert!(jpeg::is_jpeg(&frame.jpeg));
+        assert_eq!(jpeg::dimensions(&frame.jpeg), Some((320, 240)));
+        assert_eq!(Stamp::find(&frame.jpeg), Some(Stamp { seq, captured_at }));
+        let rgb = middle_of_jpeg(&frame.jpeg);
+        assert_eq!(index_of_rgb(rgb, 3), Some((seq as usize - 1) % FRAMES));
     }
 }
 
 #[tokio::test]
 async fn an_mjpeg_source_is_passed_through_untouched() {
     let (_dir, path) = mjpeg_clip();
-    for options in ["", "?mjpeg=on"] {
+    for options in ["", "#mjpeg=on"] {
         let (mut camera, _) = camera(&spec(&path, options));
         let caps = within(10, "open", camera.open()).await.unwrap();
-        assert!(caps.delivers_jpeg, "{options}");
+        assert_eq!(caps.format, PixelFormat::Jpeg, "{options}");
         assert_eq!((caps.width, caps.height), (320, 240));
         for _ in 0..FRAMES + 5 {
             let captured = frame(&mut camera).await;
-            let Image::Jpeg { data, width, .. } = &captured.image else {
-                panic!("MJPEG comes through as JPEG");
-            };
-            assert_eq!(*width, 320);
+            let image = &captured.image;
+            assert_eq!(
+                image.format(),
+                PixelFormat::Jpeg,
+                "MJPEG comes through as JPEG"
+            );
+            assert_eq!(image.size(), (320, 240));
+            let data = image.data();
             assert!(jpeg::is_jpeg(data));
             assert_eq!(jpeg::dimensions(data), Some((320, 240)));
-            assert_eq!(Stamp::find(data), None, "passed through, not re-encoded");
+            assert_eq!(
+                Stamp::find(data),
+                None,
+                "passed through as it came: the server stamps it"
+            );
             assert_eq!(
                 index_of_image(&captured.image),
                 (captured.seq as usize - 1) % FRAMES
@@ -236,7 +244,7 @@ async fn mjpeg_on_refuses_a_source_that_is_not_mjpeg() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("clip.avi");
     write_video(&path, *b"XVID").unwrap();
-    let (mut strict, _) = camera(&spec(&path, "?mjpeg=on"));
+    let (mut strict, _) = camera(&spec(&path, "#mjpeg=on"));
     let err = within(10, "open", strict.open()).await.unwrap_err();
     assert!(matches!(err, CameraError::Open { .. }), "{err:?}");
     let text = error_chain(&err);
@@ -257,7 +265,7 @@ async fn mjpeg_on_refuses_a_source_that_is_not_mjpeg() {
 async fn a_file_that_goes_away_disconnects_and_opens_again_once_back() {
     let (dir, path) = mjpeg_clip();
     let away = dir.path().join("elsewhere.avi");
-    let (mut camera, _) = camera(&spec(&path, "?mjpeg=off"));
+    let (mut camera, _) = camera(&spec(&path, "#mjpeg=off"));
     within(10, "open", camera.open()).await.unwrap();
     let before = frame(&mut camera).await;
     std::fs::rename(&path, &away).unwrap();
@@ -375,7 +383,7 @@ async fn close_and_drop_release_the_source_promptly() {
 #[tokio::test]
 async fn a_cancelled_next_frame_loses_nothing() {
     let (_dir, path) = mjpeg_clip();
-    let (mut camera, _) = camera(&spec(&path, "?fps=5"));
+    let (mut camera, _) = camera(&spec(&path, "#fps=5"));
     let caps = within(10, "open", camera.open()).await.unwrap();
     assert_eq!(caps.fps, Some(5.0), "fps= sets a file's pace");
     let first = frame(&mut camera).await;
@@ -387,17 +395,41 @@ async fn a_cancelled_next_frame_loses_nothing() {
 }
 
 #[test]
-fn names_are_canonical_specs() {
-    let clock = WallClock::new();
-    let camera = OpenCvCamera::from_spec(
-        "opencv:rtsp://u:pw@cam/live?encode=server&size=640x480",
-        clock,
-    )
-    .unwrap();
+fn the_registry_builds_cameras_named_by_their_canonical_spec() {
+    let mut registry = CameraRegistry::new();
+    registry.register(edgecam_camera_opencv::kind());
+    let context = CameraContext {
+        clock: WallClock::new(),
+    };
+    let camera = registry
+        .create(
+            "opencv:rtsp://u:pw@cam/live?channel=1&sub=0#mjpeg=off&size=640x480",
+            &context,
+        )
+        .unwrap();
     assert_eq!(
         camera.name(),
-        "opencv:rtsp://u:***@cam/live?size=640x480&encode=server"
+        "opencv:rtsp://u:***@cam/live?channel=1&sub=0#size=640x480&mjpeg=off"
     );
-    let err = OpenCvCamera::from_spec("opencv:0?fps=fast", WallClock::new()).unwrap_err();
-    assert!(matches!(err, CameraError::Spec { .. }), "{err:?}");
+    for (spec, says) in [
+        ("opencv:0#fps=fast", "fps \"fast\" is not a number"),
+        (
+            "opencv:0?fps=15",
+            "options follow '#', not '?': opencv:0#fps=15",
+        ),
+        ("opencv:0#encode=server", "unknown option \"encode\""),
+    ] {
+        match registry.create(spec, &context) {
+            Err(CameraError::Spec { reason, .. }) => {
+                assert!(reason.contains(says), "{spec}: {reason}");
+            }
+            other => panic!("{spec}: expected a Spec error, got {other:?}"),
+        }
+    }
+    let help = registry.help();
+    assert!(
+        help.contains("opencv[:INDEX|DEVICE|FILE|URL][#size=WxH"),
+        "{help}"
+    );
+    assert!(help.contains("--camera 'opencv:0'"), "{help}");
 }

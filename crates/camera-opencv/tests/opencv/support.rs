@@ -75,8 +75,8 @@ pub fn index_of_rgb([r, g, b]: [u8; 3], tolerance: u8) -> Option<usize> {
     (i < FRAMES && close).then_some(i)
 }
 
-/// The pixel in the middle of packed RGB `pixels` of the test size.
-pub fn middle_rgb(pixels: &[u8]) -> [u8; 3] {
+/// The pixel in the middle of packed 3-byte `pixels` of the test size, in their order.
+pub fn middle_pixel(pixels: &[u8]) -> [u8; 3] {
     let at = ((HEIGHT as usize / 2) * WIDTH as usize + WIDTH as usize / 2) * 3;
     [pixels[at], pixels[at + 1], pixels[at + 2]]
 }

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use edgecam_camera_opencv::{HighGuiWindow, OpenCvError};
-use edgecam_core::camera::Image;
+use edgecam_core::camera::{Image, PixelFormat};
 use opencv::core::{CV_8UC3, Mat, Scalar, Vector};
 use opencv::imgcodecs::imencode;
 use opencv::prelude::*;
@@ -114,12 +114,14 @@ fn child_offscreen_window() {
     window.show_jpeg(&red_jpeg(64, 48)).unwrap();
     assert_eq!(window.poll_key(Duration::from_millis(10)).unwrap(), None);
     window.show_rgb(4, 2, &[0, 255, 0].repeat(8)).unwrap();
+    for format in [PixelFormat::Rgb24, PixelFormat::Bgr24, PixelFormat::Nv12] {
+        let image = Image::packed(format, 2, 2, vec![9; 12]).unwrap();
+        window.show(&image).unwrap();
+    }
+    let strided = Image::with_strides(PixelFormat::Bgr24, 2, 2, [8, 0, 0], vec![9; 16]).unwrap();
+    window.show(&strided).unwrap();
     window
-        .show(&Image::Rgb8 {
-            width: 2,
-            height: 2,
-            pixels: vec![9; 12],
-        })
+        .show(&Image::jpeg(64, 48, red_jpeg(64, 48)).unwrap())
         .unwrap();
     assert_eq!(window.poll_key(Duration::ZERO).unwrap(), None);
     assert!(matches!(
