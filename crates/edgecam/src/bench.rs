@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary, percentile};
 use edgecam::clock::SystemClock;
-use edgecam_core::camera::{Captured, PixelFormat};
+use edgecam_core::camera::{Captured, Image, PixelFormat};
 use edgecam_core::frame::Frame;
 use edgecam_core::time::Clock;
 use edgecam_encode::{Encoder, Passthrough, from_rgb24};
@@ -82,21 +82,16 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     );
     for size in &args.sizes {
         println!("\n== {size}");
-        let (generate_ms, best_encode_ms, frames) = encode_costs(&args, size).await?;
+        let costs = encode_costs(&args, size).await?;
         if !args.encode_only {
-            bench_serving(&args, size, generate_ms, best_encode_ms, &frames).await?;
+            bench_serving(&args, size, &costs).await?;
         }
     }
     Ok(())
 }
 
-async fn bench_serving(
-    args: &BenchArgs,
-    size: &str,
-    generate_ms: f64,
-    encode_ms: f64,
-    frames: &[Frame],
-) -> Result<()> {
+async fn bench_serving(args: &BenchArgs, size: &str, costs: &EncodeCosts) -> Result<()> {
+    let (generate_ms, encode_ms, frames) = (costs.generate_ms, costs.best_rgb_ms, &costs.frames);
     let window = Duration::from_secs_f64(args.seconds);
     recording_cost(args, frames)?;
     #[cfg(feature = "opencv")]
@@ -157,13 +152,24 @@ async fn bench_serving(
     );
     println!("idle CPU, no clients                   {idle_pct:8.2} % of a core (target < 1 %)");
 
-    passthrough(args, size, frames, window).await
+    exec_cameras(args, size, costs, window).await
 }
 
-/// Encode-alone cost of every backend this build has, for RGB and NV12 input of the scene;
-/// returns the camera's own drawing cost, the best RGB encode cost (what the server's figures
-/// are held against), and frames encoded by the first backend.
-async fn encode_costs(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Frame>)> {
+/// What the encode-alone figures found.
+struct EncodeCosts {
+    /// The synthetic camera's own cost of drawing a frame.
+    generate_ms: f64,
+    /// The best backend's cost for RGB and NV12 input.
+    best_rgb_ms: f64,
+    best_nv12_ms: f64,
+    /// The scene encoded by the first (fastest) backend.
+    frames: Vec<Frame>,
+    /// One frame of the scene as the camera drew it (RGB).
+    picture: Image,
+}
+
+/// Encode-alone cost of every backend this build has, for RGB and NV12 input of the scene.
+async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let mut camera = crate::cli::camera(&args.sim(size, 0.0), clock)?;
     camera.open().await?;
@@ -180,7 +186,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Fra
     println!("synthetic camera, drawing a frame      {generate_ms:8.3} ms/frame");
 
     let backends = edgecam::backends::encoders();
-    let mut best = f64::INFINITY;
+    let (mut best_rgb_ms, mut best_nv12_ms) = (f64::INFINITY, f64::INFINITY);
     let mut frames = Vec::new();
     for kind in backends.kinds() {
         for format in INPUTS {
@@ -219,14 +225,27 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<(f64, f64, Vec<Fra
                 kind.name
             );
             if format == PixelFormat::Rgb24 {
-                best = best.min(ms);
+                best_rgb_ms = best_rgb_ms.min(ms);
                 if frames.is_empty() {
                     frames = encoded;
                 }
+            } else {
+                best_nv12_ms = best_nv12_ms.min(ms);
             }
         }
     }
-    Ok((generate_ms, best, frames))
+    let picture = captured
+        .into_iter()
+        .next()
+        .context("the camera gave no frame")?
+        .image;
+    Ok(EncodeCosts {
+        generate_ms,
+        best_rgb_ms,
+        best_nv12_ms,
+        frames,
+        picture,
+    })
 }
 
 /// Whether backend `name` takes `format` without a conversion (for the figures' labels).
@@ -237,35 +256,73 @@ fn encoder_takes(name: &str, format: PixelFormat) -> bool {
     }
 }
 
-/// Server CPU per delivered frame when an `exec:` camera's JPEGs are passed through to 8 and 16
-/// clients, against GStreamer's fan-out of the same JPEG (when gst-launch-1.0 is installed);
-/// and the idle CPU of a server with an `exec:` camera running and no client.
-async fn passthrough(
+/// `exec:` cameras fed by ffmpeg, which loops one frame of the scene: raw NV12 at 30 fps
+/// encoded for one client; JPEGs passed through to 8 and 16 clients, against GStreamer's
+/// fan-out of the same JPEG (when gst-launch-1.0 is installed); and the idle CPU of a server
+/// with an `exec:` camera running and no client.
+async fn exec_cameras(
     args: &BenchArgs,
     size: &str,
-    frames: &[Frame],
+    costs: &EncodeCosts,
     window: Duration,
 ) -> Result<()> {
-    let Some(frame) = frames.first() else {
+    let Some(frame) = costs.frames.first() else {
         return Ok(());
     };
     if !on_path("ffmpeg") {
-        println!("passthrough figures: skipped: ffmpeg is not installed (apt-get install ffmpeg)");
+        println!("exec: camera figures: skipped: ffmpeg is not installed (apt-get install ffmpeg)");
         return Ok(());
     }
-    let jpeg =
-        std::env::temp_dir().join(format!("edgecam-bench-{}-{size}.jpg", std::process::id()));
-    std::fs::write(&jpeg, &frame.jpeg).with_context(|| format!("writing {}", jpeg.display()))?;
-    let result = passthrough_with(args, &jpeg, window).await;
-    let _ = std::fs::remove_file(&jpeg);
+    let scratch = std::env::temp_dir().join(format!("edgecam-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).with_context(|| {
+        format!(
+            "creating {} for the exec: cameras' frames",
+            scratch.display()
+        )
+    })?;
+    let result = exec_cameras_in(args, size, costs, frame, &scratch, window).await;
+    let _ = std::fs::remove_dir_all(&scratch);
     result
 }
 
-async fn passthrough_with(
+async fn exec_cameras_in(
     args: &BenchArgs,
-    jpeg: &std::path::Path,
+    size: &str,
+    costs: &EncodeCosts,
+    frame: &Frame,
+    scratch: &std::path::Path,
     window: Duration,
 ) -> Result<()> {
+    let jpeg = scratch.join(format!("{size}.jpg"));
+    std::fs::write(&jpeg, &frame.jpeg).with_context(|| format!("writing {}", jpeg.display()))?;
+    let picture = &costs.picture;
+    let nv12 = from_rgb24(
+        PixelFormat::Nv12,
+        picture.width(),
+        picture.height(),
+        picture.data(),
+    )
+    .context("converting the scene to NV12")?;
+    let raw = scratch.join(format!("{size}.nv12"));
+    std::fs::write(&raw, nv12.data()).with_context(|| format!("writing {}", raw.display()))?;
+
+    let camera = format!(
+        "exec:ffmpeg -loglevel error -re -stream_loop -1 -f rawvideo -pix_fmt nv12 -s {size} \
+         -framerate {CAMERA_FPS} -i {} -f rawvideo -#format=nv12&size={size}",
+        raw.display()
+    );
+    let server = ServerProcess::start(args, &camera)?;
+    let one = stream_clients(&server.addr, server.child.id(), 1, window).await?;
+    drop(server);
+    println!(
+        "exec: NV12 camera at {CAMERA_FPS} fps, 1 client: server CPU {:.3} ms per delivered frame ({:.2}x the best NV12 encode alone; target <= 1.10x)",
+        one.cpu_per_delivered_ms,
+        one.cpu_per_delivered_ms / costs.best_nv12_ms
+    );
+    passthrough(args, &jpeg, window).await
+}
+
+async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration) -> Result<()> {
     // One JPEG of the scene, looped by ffmpeg at 1000 fps without re-encoding: what
     // GStreamer's multifilesrc does below.
     let camera = format!(
