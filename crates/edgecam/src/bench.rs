@@ -234,6 +234,20 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
             }
         }
     }
+    // What passing a camera's JPEG on costs: the stamp, inserted with one copy.
+    let t = thread_cpu_seconds()?;
+    for frame in &frames {
+        let stamp = edgecam_core::jpeg::Stamp {
+            seq: frame.seq,
+            captured_at: frame.captured_at,
+        };
+        std::hint::black_box(edgecam_core::jpeg::prepare_passthrough(
+            &frame.jpeg,
+            Some(stamp),
+        ));
+    }
+    let stamp_ms = (thread_cpu_seconds()? - t) * 1000.0 / frames.len().max(1) as f64;
+    println!("passthrough, stamping a camera JPEG    {stamp_ms:8.4} ms/frame (one copy)");
     let picture = captured
         .into_iter()
         .next()

@@ -264,19 +264,12 @@ fn parse_segment_size(s: &str) -> Result<u64, String> {
     edgecam_recorder::parse_size(s).map_err(|e| e.to_string())
 }
 
-/// Bytes, with an optional K, M or G suffix (powers of 1024).
+/// A frame size limit: what `--segment-size` takes (`32M`, `1.5G`, `4096`), from 1 byte to
+/// 4 GiB - 1 (the legacy length prefix is 32 bits).
 fn parse_size(s: &str) -> Result<u32, String> {
-    let (digits, unit) = match s.trim().to_ascii_uppercase() {
-        t if t.ends_with('K') => (t[..t.len() - 1].to_owned(), 1u64 << 10),
-        t if t.ends_with('M') => (t[..t.len() - 1].to_owned(), 1 << 20),
-        t if t.ends_with('G') => (t[..t.len() - 1].to_owned(), 1 << 30),
-        t => (t, 1),
-    };
-    digits
-        .parse::<u64>()
+    let bytes = edgecam_recorder::parse_size(s).map_err(|e| e.to_string())?;
+    u32::try_from(bytes)
         .ok()
-        .and_then(|n| n.checked_mul(unit))
-        .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 4095M (try 32M)"))
 }
