@@ -164,16 +164,7 @@ impl PipeConfig {
 
 /// Seconds as digits with an optional fraction, more than 0 and at most an hour.
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let well_formed = match text.split_once('.') {
-        Some((whole, fraction)) => digits(whole) && digits(fraction),
-        None => digits(text),
-    };
-    let seconds: f64 = if well_formed {
-        text.parse().unwrap_or(f64::NAN)
-    } else {
-        f64::NAN
-    };
+    let seconds = spec::parse_decimal(text).unwrap_or(f64::NAN);
     if seconds > 0.0 && seconds <= MAX_TIMEOUT_SECS {
         Ok(Duration::from_secs_f64(seconds))
     } else {

@@ -146,15 +146,7 @@ pub fn parse_size(text: &str) -> Result<(u32, u32), String> {
 /// A frame rate: digits with an optional fraction (no sign, exponent, `inf` or `NaN`), from 0
 /// to [`MAX_FPS`]. What 0 means is the backend's to say (no pacing, or the source's own).
 pub fn parse_fps(text: &str) -> Result<f64, String> {
-    let well_formed = match text.split_once('.') {
-        Some((whole, fraction)) => is_digits(whole) && is_digits(fraction),
-        None => is_digits(text),
-    };
-    let fps: f64 = if well_formed {
-        text.parse().unwrap_or(f64::NAN)
-    } else {
-        f64::NAN
-    };
+    let fps = parse_decimal(text).unwrap_or(f64::NAN);
     if (0.0..=MAX_FPS).contains(&fps) {
         // `-0.0` cannot come out of digits, so the value prints back as written.
         Ok(fps)
@@ -163,6 +155,16 @@ pub fn parse_fps(text: &str) -> Result<f64, String> {
             "fps {text:?} is not a number like 30 or 7.5 from 0 to {MAX_FPS}"
         ))
     }
+}
+
+/// Digits with an optional fraction (`30`, `7.5`): no sign, exponent, `inf` or `NaN`, so that
+/// every value a spec holds reads as written.
+pub fn parse_decimal(text: &str) -> Option<f64> {
+    let well_formed = match text.split_once('.') {
+        Some((whole, fraction)) => is_digits(whole) && is_digits(fraction),
+        None => is_digits(text),
+    };
+    if well_formed { text.parse().ok() } else { None }
 }
 
 /// A whole number (digits only) for option `key`.

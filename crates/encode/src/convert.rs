@@ -220,14 +220,7 @@ pub(crate) mod tests {
         let w = 5;
         let h = 3;
         let rgb: Vec<u8> = [40u8, 160, 220].repeat(w * h);
-        for format in [
-            PixelFormat::Rgb24,
-            PixelFormat::Bgr24,
-            PixelFormat::Yuyv,
-            PixelFormat::Nv12,
-            PixelFormat::Nv21,
-            PixelFormat::I420,
-        ] {
+        for format in PixelFormat::ALL.into_iter().filter(|f| !f.is_jpeg()) {
             let image = from_rgb(format, w as u32, h as u32, &rgb);
             let mut out = Vec::new();
             to_rgb24(&RawImage::of(&image), &mut out);

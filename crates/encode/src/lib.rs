@@ -69,11 +69,7 @@ impl<'a> RawImage<'a> {
 
     /// Whether every plane's rows follow each other without padding.
     pub fn is_packed(&self) -> bool {
-        self.format
-            .planes(self.width, self.height)
-            .iter()
-            .zip(self.strides)
-            .all(|((row, _), stride)| *row == stride)
+        self.strides == self.format.packed_strides(self.width, self.height)
     }
 }
 

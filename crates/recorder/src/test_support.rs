@@ -182,11 +182,7 @@ impl Write for DedupFile {
 
 impl Seek for DedupFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.pos = match pos {
-            SeekFrom::Start(p) => p,
-            SeekFrom::End(d) => self.len.saturating_add_signed(d),
-            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
-        };
+        self.pos = sought(self.pos, self.len, pos);
         Ok(self.pos)
     }
 }
@@ -241,11 +237,7 @@ impl Write for NullFile {
 
 impl Seek for NullFile {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.pos = match pos {
-            SeekFrom::Start(p) => p,
-            SeekFrom::End(d) => self.len.saturating_add_signed(d),
-            SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
-        };
+        self.pos = sought(self.pos, self.len, pos);
         Ok(self.pos)
     }
 }
@@ -257,5 +249,14 @@ impl AviFile for NullFile {
     }
     fn sync_data(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Where a seek from `pos` in a file of `len` bytes lands (saturating, as a test file may).
+fn sought(pos: u64, len: u64, to: SeekFrom) -> u64 {
+    match to {
+        SeekFrom::Start(p) => p,
+        SeekFrom::End(d) => len.saturating_add_signed(d),
+        SeekFrom::Current(d) => pos.saturating_add_signed(d),
     }
 }

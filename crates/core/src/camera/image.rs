@@ -72,6 +72,15 @@ impl PixelFormat {
         }
     }
 
+    /// The row strides of a tightly packed `width x height` frame (0 for planes it lacks).
+    pub fn packed_strides(self, width: u32, height: u32) -> [usize; 3] {
+        let mut strides = [0; 3];
+        for (stride, (row, _)) in strides.iter_mut().zip(self.planes(width, height)) {
+            *stride = row;
+        }
+        strides
+    }
+
     /// The bytes of one tightly packed `width x height` frame; `None` for JPEG (any length)
     /// or when it does not fit in `usize` (a 32-bit board).
     pub fn frame_len(self, width: u32, height: u32) -> Option<usize> {
@@ -164,10 +173,7 @@ impl Image {
         height: u32,
         data: impl Into<Bytes>,
     ) -> Result<Image, ImageError> {
-        let mut strides = [0; 3];
-        for (stride, (row, _)) in strides.iter_mut().zip(format.planes(width, height)) {
-            *stride = row;
-        }
+        let strides = format.packed_strides(width, height);
         Image::with_strides(format, width, height, strides, data)
     }
 
@@ -273,11 +279,7 @@ impl Image {
 
     /// Whether the rows of every plane follow each other without padding.
     pub fn is_packed(&self) -> bool {
-        self.format
-            .planes(self.width, self.height)
-            .iter()
-            .zip(self.strides)
-            .all(|((row, _), stride)| *row == stride)
+        self.strides == self.format.packed_strides(self.width, self.height)
     }
 }
 
@@ -380,10 +382,7 @@ mod tests {
             w in 0u32..70, h in 0u32..70, pad in 0usize..9, len in 0usize..20000, f in 0usize..6,
         ) {
             let format = PixelFormat::ALL[f + 1];
-            let mut strides = [0; 3];
-            for (s, (row, _)) in strides.iter_mut().zip(format.planes(w, h)) {
-                *s = row + pad;
-            }
+            let strides = format.packed_strides(w, h).map(|row| if row > 0 { row + pad } else { 0 });
             if let Ok(image) = Image::with_strides(format, w, h, strides, vec![7u8; len]) {
                 let total: usize = (0..3).map(|i| image.plane(i).len()).sum();
                 prop_assert!(total <= len);
