@@ -661,7 +661,7 @@ fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
     let mut session = requested();
     assert!(!session.handle_frame(
         &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        Timestamp(T_REQUEST.0 - 1)
+        NOW
     ));
     assert_eq!(
         session.state(),
@@ -670,7 +670,7 @@ fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
             pending: None
         }
     );
-    assert!(session.handle_frame(&frame(2, T_REQUEST), T_REQUEST));
+    assert!(session.handle_frame(&frame(2, T_REQUEST), NOW));
     assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
 }
 
@@ -680,9 +680,9 @@ fn a_frame_captured_before_a_pending_request_is_never_sent_for_it() {
     input(&mut session, b"1", NOW);
     assert!(!session.handle_frame(
         &frame(2, Timestamp(T_PENDING.0 - 1)),
-        Timestamp(T_PENDING.0 - 1)
+        NOW
     ));
-    assert!(session.handle_frame(&frame(3, T_PENDING), T_PENDING));
+    assert!(session.handle_frame(&frame(3, T_PENDING), NOW));
     assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
 }
 
@@ -703,9 +703,9 @@ fn a_frame_captured_before_streaming_started_is_not_streamed() {
     let mut session = streaming();
     assert!(!session.handle_frame(
         &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        Timestamp(T_REQUEST.0 - 1)
+        NOW
     ));
-    assert!(session.handle_frame(&frame(2, T_REQUEST), T_REQUEST));
+    assert!(session.handle_frame(&frame(2, T_REQUEST), NOW));
     assert_eq!(session.stats().frames_sent, 1);
 }
 
@@ -739,6 +739,66 @@ fn frames_captured_between_two_streams_are_not_counted_as_skipped() {
     input(&mut session, b"3", later);
     assert!(session.handle_frame(&frame(30, later), later));
     assert_eq!(session.stats().frames_skipped, 0);
+}
+
+/// Frames a camera delivers every 33 ms from `from`, each offered as it is captured.
+fn frames_from(first_seq: u64, from: Timestamp) -> impl Iterator<Item = Frame> {
+    (0..).map(move |i| frame(first_seq + i, from + Duration::from_millis(33 * i)))
+}
+
+/// The clock is set back a minute after the request: frames are stamped "before" it from then
+/// on, and the request is answered by the second such frame (the first may be from before the
+/// step, so it is not taken), not once the clock has caught up a minute later.
+#[test]
+fn a_single_request_is_answered_after_the_clock_steps_back_past_it() {
+    let mut session = requested();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    let sent: Vec<bool> = frames_from(1, stepped_back)
+        .take(3)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, false]);
+    assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
+}
+
+#[test]
+fn a_pending_request_is_answered_after_the_clock_steps_back_past_it() {
+    let mut session = awaiting_confirm_with_pending();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    input(&mut session, b"1", stepped_back);
+    let sent: Vec<bool> = frames_from(2, stepped_back)
+        .take(3)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, false]);
+}
+
+#[test]
+fn a_stream_goes_on_after_the_clock_steps_back_past_its_start() {
+    let mut session = streaming();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    let sent: Vec<bool> = frames_from(1, stepped_back)
+        .take(4)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, true, true]);
+}
+
+/// The first frame offered after a step back may have been captured before the request (on the
+/// old clock, after it on the new one): it is not sent for it.
+#[test]
+fn a_frame_from_before_the_request_is_not_sent_because_the_clock_stepped_back() {
+    let mut session = requested();
+    let before_request = frame(1, Timestamp(T_REQUEST.0 - 1));
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    assert!(!session.handle_frame(&before_request, stepped_back));
+    assert_eq!(
+        session.state(),
+        State::Requested {
+            since: stepped_back,
+            pending: None
+        }
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1162,7 +1222,7 @@ impl Transcript {
         let skipped = self.session.stats().frames_skipped;
         if self
             .session
-            .handle_frame(&frame(seq, captured_at), captured_at)
+            .handle_frame(&frame(seq, captured_at), at)
         {
             let skipped = self.session.stats().frames_skipped - skipped;
             let note = if skipped > 0 {
