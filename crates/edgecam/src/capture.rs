@@ -23,6 +23,8 @@ pub struct CaptureCounters {
     pub errors: AtomicU64,
     /// "NO SIGNAL" pictures published while the camera was gone.
     pub no_signal: AtomicU64,
+    /// Times the loop stopped reading the camera because no session wanted a frame.
+    pub idle: AtomicU64,
 }
 
 /// How many sessions want the next frame. Sessions add themselves while they want one; the
@@ -59,7 +61,11 @@ impl Demand {
 pub(crate) struct CaptureLoop {
     pub camera: Box<dyn Camera>,
     pub encoder: Encoder,
-    /// Stamps the "NO SIGNAL" pictures, on the same clock as the camera and the sessions.
+    /// Stamps the "NO SIGNAL" pictures, on the same clock as the camera and the sessions: a
+    /// picture's time is compared with request times, so it must come from the clock they
+    /// are read from. How long the loop waits (reopen backoff, the NO SIGNAL interval) is
+    /// measured on the runtime's monotonic timer instead: those are durations, and a wall
+    /// clock set back must not stretch an outage's backoff or stop the NO SIGNAL pictures.
     pub clock: Arc<dyn Clock>,
     pub demand: Demand,
     pub frames: watch::Sender<Option<Frame>>,
@@ -114,6 +120,9 @@ impl CaptureLoop {
                 biased;
                 () = self.stop.cancelled() => break,
                 captured = async {
+                    if !self.demand.is_wanted() {
+                        self.counters.idle.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.demand.wanted().await;
                     self.camera.next_frame().await
                 } => captured,
