@@ -659,10 +659,7 @@ fn a_single_request_is_answered_by_one_frame_then_waits_for_the_confirm() {
 #[test]
 fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
     let mut session = requested();
-    assert!(!session.handle_frame(
-        &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        NOW
-    ));
+    assert!(!session.handle_frame(&frame(1, Timestamp(T_REQUEST.0 - 1)), NOW));
     assert_eq!(
         session.state(),
         State::Requested {
@@ -678,10 +675,7 @@ fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
 fn a_frame_captured_before_a_pending_request_is_never_sent_for_it() {
     let mut session = awaiting_confirm_with_pending();
     input(&mut session, b"1", NOW);
-    assert!(!session.handle_frame(
-        &frame(2, Timestamp(T_PENDING.0 - 1)),
-        NOW
-    ));
+    assert!(!session.handle_frame(&frame(2, Timestamp(T_PENDING.0 - 1)), NOW));
     assert!(session.handle_frame(&frame(3, T_PENDING), NOW));
     assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
 }
@@ -701,10 +695,7 @@ fn a_pending_request_keeps_waiting_while_its_predecessor_is_answered() {
 #[test]
 fn a_frame_captured_before_streaming_started_is_not_streamed() {
     let mut session = streaming();
-    assert!(!session.handle_frame(
-        &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        NOW
-    ));
+    assert!(!session.handle_frame(&frame(1, Timestamp(T_REQUEST.0 - 1)), NOW));
     assert!(session.handle_frame(&frame(2, T_REQUEST), NOW));
     assert_eq!(session.stats().frames_sent, 1);
 }
@@ -1220,10 +1211,7 @@ impl Transcript {
             .push(format!("t={at} camera seq={seq} captured t={captured_at}"));
         let before = self.session.state();
         let skipped = self.session.stats().frames_skipped;
-        if self
-            .session
-            .handle_frame(&frame(seq, captured_at), at)
-        {
+        if self.session.handle_frame(&frame(seq, captured_at), at) {
             let skipped = self.session.stats().frames_skipped - skipped;
             let note = if skipped > 0 {
                 format!(" ({skipped} skipped before it)")
