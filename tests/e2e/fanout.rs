@@ -91,9 +91,18 @@ async fn a_client_that_never_reads_does_not_slow_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_after_the_send_timeout() {
-    let (_server, mut stalled, mut reader) = stalled_and_reader().await;
-    // The send timeout, and two seconds for the socket buffers to fill.
-    reader.stamps_for(Duration::from_secs(3)).await;
+    let (server, mut stalled, mut reader) = stalled_and_reader().await;
+    // Until the server has let go of one client (the send timeout, once the socket buffers
+    // are full), the reader reads on; were it the one dropped, `frame` would fail.
+    let deadline = Instant::now() + WAIT;
+    while server.stats().clients > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no client dropped within {WAIT:?}: {:?}",
+            server.stats()
+        );
+        reader.frame().await;
+    }
     // Only a connection the server has given up on comes to an end when read now: reading
     // would let a session that is still there go on for ever.
     stalled.closed().await;
@@ -107,15 +116,21 @@ async fn a_slow_client_skips_frames_instead_of_lagging_behind() {
     let mut slow = Raw::connect_with_recv_buffer(&server.addr, TINY_RECV_BUFFER).await;
     slow.send(b"3").await;
     let reads = 15;
+    // Slow: it reads again only once the server has made this many frames more (200 ms at
+    // 30 fps), however fast the machine.
+    let between = 6;
     let mut received = Vec::new();
     for _ in 0..reads {
         received.push((stamp(&slow.frame().await), wall_now()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let encoded = server.stats().encoded;
+        server
+            .wait_for_stats("more frames encoded", |s| s.encoded >= encoded + between)
+            .await;
     }
     let (first, last) = (received[0].0.seq, received[reads - 1].0.seq);
     assert!(
         last - first >= 2 * reads as u64,
-        "seqs {first}..={last} over {reads} reads 200 ms apart: hardly a frame was skipped"
+        "seqs {first}..={last} over {reads} reads {between} frames apart: hardly a frame was skipped"
     );
     // Catching up: a frame captured just now comes after at most a few that were in flight.
     let fresh = Duration::from_secs_f64(2.0 / FPS) + Duration::from_millis(200);
@@ -164,9 +179,25 @@ async fn a_client_that_leaves_mid_frame_disturbs_no_one() {
 async fn the_camera_is_not_read_while_nobody_wants_a_frame() {
     let server = TestServer::start(RATE_CAMERA).await;
     let mut client = server.connect().await;
+    // Idle from the start, and idle again once the shot is answered: the loop got past the
+    // point where it would read on for nobody, and decided not to.
+    server
+        .wait_for_stats("the capture loop idle at the start", |s| {
+            s.capture_idle >= 1
+        })
+        .await;
     let before = seq(&client.snap().await);
-    // 18 frame intervals of nobody wanting a frame.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let idle = server
+        .wait_for_stats("the capture loop idle after the shot", |s| {
+            s.capture_idle >= 2
+        })
+        .await;
+    let still = server.stats();
+    assert_eq!(
+        (still.captured, still.capture_idle),
+        (idle.captured, 2),
+        "the camera was read with nobody wanting a frame"
+    );
     let after = seq(&client.snap().await);
     assert!(
         after - before <= 3,
