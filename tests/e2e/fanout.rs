@@ -2,7 +2,7 @@
 //! once for everyone, slow or broken clients skip frames or are dropped without holding up
 //! anyone else, and camera faults do not end the stream.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -91,9 +91,18 @@ async fn a_client_that_never_reads_does_not_slow_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_dropped_after_the_send_timeout() {
-    let (_server, mut stalled, mut reader) = stalled_and_reader().await;
-    // The send timeout, and two seconds for the socket buffers to fill.
-    reader.stamps_for(Duration::from_secs(3)).await;
+    let (server, mut stalled, mut reader) = stalled_and_reader().await;
+    // Until the server has let go of one client (the send timeout, once the socket buffers
+    // are full), the reader reads on; were it the one dropped, `frame` would fail.
+    let deadline = Instant::now() + WAIT;
+    while server.stats().clients > 1 {
+        assert!(
+            Instant::now() < deadline,
+            "no client dropped within {WAIT:?}: {:?}",
+            server.stats()
+        );
+        reader.frame().await;
+    }
     // Only a connection the server has given up on comes to an end when read now: reading
     // would let a session that is still there go on for ever.
     stalled.closed().await;
@@ -107,15 +116,21 @@ async fn a_slow_client_skips_frames_instead_of_lagging_behind() {
     let mut slow = Raw::connect_with_recv_buffer(&server.addr, TINY_RECV_BUFFER).await;
     slow.send(b"3").await;
     let reads = 15;
+    // Slow: it reads again only once the server has made this many frames more (200 ms at
+    // 30 fps), however fast the machine.
+    let between = 6;
     let mut received = Vec::new();
     for _ in 0..reads {
         received.push((stamp(&slow.frame().await), wall_now()));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let encoded = server.stats().encoded;
+        server
+            .wait_for_stats("more frames encoded", |s| s.encoded >= encoded + between)
+            .await;
     }
     let (first, last) = (received[0].0.seq, received[reads - 1].0.seq);
     assert!(
         last - first >= 2 * reads as u64,
-        "seqs {first}..={last} over {reads} reads 200 ms apart: hardly a frame was skipped"
+        "seqs {first}..={last} over {reads} reads {between} frames apart: hardly a frame was skipped"
     );
     // Catching up: a frame captured just now comes after at most a few that were in flight.
     let fresh = Duration::from_secs_f64(2.0 / FPS) + Duration::from_millis(200);
@@ -164,9 +179,25 @@ async fn a_client_that_leaves_mid_frame_disturbs_no_one() {
 async fn the_camera_is_not_read_while_nobody_wants_a_frame() {
     let server = TestServer::start(RATE_CAMERA).await;
     let mut client = server.connect().await;
+    // Idle from the start, and idle again once the shot is answered: the loop got past the
+    // point where it would read on for nobody, and decided not to.
+    server
+        .wait_for_stats("the capture loop idle at the start", |s| {
+            s.capture_idle >= 1
+        })
+        .await;
     let before = seq(&client.snap().await);
-    // 18 frame intervals of nobody wanting a frame.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    let idle = server
+        .wait_for_stats("the capture loop idle after the shot", |s| {
+            s.capture_idle >= 2
+        })
+        .await;
+    let still = server.stats();
+    assert_eq!(
+        (still.captured, still.capture_idle),
+        (idle.captured, 2),
+        "the camera was read with nobody wanting a frame"
+    );
     let after = seq(&client.snap().await);
     assert!(
         after - before <= 3,
@@ -174,28 +205,40 @@ async fn the_camera_is_not_read_while_nobody_wants_a_frame() {
     );
 }
 
+/// Counted by the capture loop, not told from the bytes: a deterministic camera and encoder
+/// would give every client the same bytes even if each session encoded its own copy.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_share_one_capture_and_one_encoding() {
-    let server = TestServer::start(RATE_CAMERA).await;
-    let mut first = server.streamer().await;
-    let mut second = server.streamer().await;
-    let (a, b) = tokio::join!(numbered(&mut first, 12), numbered(&mut second, 12));
-    let a: BTreeMap<u64, Bytes> = a.into_iter().collect();
-    let b: BTreeMap<u64, Bytes> = b.into_iter().collect();
-    let shared: Vec<u64> = a
-        .keys()
-        .filter(|seq| b.contains_key(seq))
-        .copied()
-        .collect();
-    assert!(
-        shared.len() >= 6,
-        "only {shared:?} reached both clients: {:?} and {:?}",
-        a.keys(),
-        b.keys()
-    );
-    for seq in shared {
-        assert_eq!(a[&seq], b[&seq], "frame {seq} differs between clients");
+    const CLIENTS: usize = 4;
+    const FRAMES: usize = 12;
+    let server = TestServer::start(CAMERA).await;
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = server.streamer().await;
+        readers.push(tokio::spawn(async move { client.seqs(FRAMES).await }));
     }
+    let mut received = 0;
+    for reader in readers {
+        let seqs = reader.await.unwrap();
+        assert_increasing(&seqs);
+        // And the one `streamer` read first.
+        received += seqs.len() + 1;
+    }
+    // Stopped, the capture loop has finished: no frame is between captured and encoded.
+    let stats = server.stats.clone();
+    server.shutdown().await;
+    let counted = stats.snapshot();
+    assert_eq!(counted.capture_errors, 0, "{counted:?}");
+    assert_eq!(counted.no_signal, 0, "{counted:?}");
+    assert_eq!(
+        counted.encoded, counted.captured,
+        "{CLIENTS} streaming clients: {counted:?}"
+    );
+    assert!(
+        received as u64 > counted.encoded,
+        "{CLIENTS} clients received {received} frames in all, no more than the {} encoded",
+        counted.encoded
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod clock;
 mod fanout;
 mod legacy;
 #[cfg(feature = "opencv")]

@@ -68,10 +68,20 @@ async fn single_shot_is_one_whole_frame_and_the_next_waits_for_the_confirm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_shot_is_answered_by_a_frame_captured_after_the_request() {
-    let (_server, mut client) = connected().await;
+    let (server, mut client) = connected().await;
+    server
+        .wait_for_stats("the capture loop idle at the start", |s| {
+            s.capture_idle >= 1
+        })
+        .await;
     let earlier = client.snap().await;
-    // The newest frame the server holds is now at least this old.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once the capture loop is idle again, the newest frame the server holds was captured
+    // before anything that follows.
+    server
+        .wait_for_stats("the capture loop idle after the shot", |s| {
+            s.capture_idle >= 2
+        })
+        .await;
     let requested_at = wall_now();
     client.send(b"0").await;
     let answer = stamp(&client.frame().await);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use edgecam::clock::SystemClock;
-use edgecam::server::{Server, ServerConfig};
+use edgecam::server::{Server, ServerConfig, ServerStats, StatsSnapshot};
 use edgecam_core::camera::CameraContext;
 use edgecam_core::codec::FrameDecoder;
 use edgecam_core::session::SessionConfig;
@@ -49,6 +49,8 @@ pub fn have_tool(tool: &str) -> bool {
 pub struct TestServer {
     pub addr: String,
     pub stop: CancellationToken,
+    /// The server's counters, readable after it stopped too.
+    pub stats: ServerStats,
     handle: JoinHandle<()>,
 }
 
@@ -58,7 +60,17 @@ impl TestServer {
     }
 
     pub async fn with_config(camera: &str, config: ServerConfig) -> TestServer {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+        TestServer::with_clock(camera, config, Arc::new(SystemClock::default())).await
+    }
+
+    /// A server whose camera, capture loop and sessions all read `clock`. With a
+    /// `ManualClock`, turn the session timeouts off: a session sleeping on that clock until
+    /// its deadline moves the clock there at once.
+    pub async fn with_clock(
+        camera: &str,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
         let context = CameraContext {
             clock: clock.clone(),
         };
@@ -72,8 +84,28 @@ impl TestServer {
             .await
             .unwrap();
         let addr = server.local_addr();
+        let stats = server.stats();
         let handle = tokio::spawn(server.run());
-        TestServer { addr, stop, handle }
+        TestServer {
+            addr,
+            stop,
+            stats,
+            handle,
+        }
+    }
+
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Waits (bounded by [`WAIT`]) until the server's counters satisfy `done`; `what` names
+    /// the condition for the failure message. Returns the snapshot that did.
+    pub async fn wait_for_stats(
+        &self,
+        what: &str,
+        done: impl Fn(&StatsSnapshot) -> bool,
+    ) -> StatsSnapshot {
+        wait_for_stats(&self.stats, what, done).await
     }
 
     /// Stops the server and waits (bounded) until it has finished.
@@ -438,3 +470,24 @@ impl Raw {
 
 /// A receive buffer far smaller than one frame: a client that does not read fills it at once.
 pub const TINY_RECV_BUFFER: u32 = 4096;
+
+/// Polls `stats` until `done` holds; panics with `what` and the last snapshot after [`WAIT`].
+pub async fn wait_for_stats(
+    stats: &ServerStats,
+    what: &str,
+    done: impl Fn(&StatsSnapshot) -> bool,
+) -> StatsSnapshot {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let snapshot = stats.snapshot();
+        if done(&snapshot) {
+            return snapshot;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {WAIT:?}: {what}; the server's counters: {snapshot:?}"
+        );
+        // Polling: the counters have no change notification.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -14,7 +14,9 @@
 //!
 //! `Requested` is the protocol's AwaitingConfirm before its frame has gone out: it answers `0`
 //! the same way, and it waits for a frame captured at or after the request. A confirm there
-//! confirms nothing, so it is stray.
+//! confirms nothing, so it is stray. Should the clock step back past a request (or the start
+//! of a stream), the request is moved to the time the session notices, so it is answered by
+//! the next frame instead of once the clock has caught up.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -227,7 +229,17 @@ impl Session {
     /// Offers a freshly captured frame at `now`. `true` means it must be sent now; the session
     /// has already moved on as if it had been. The client's time to confirm a single frame
     /// counts from here, not from its request.
+    ///
+    /// "Captured at or after the request" is told by comparing `frame.captured_at` with the
+    /// request's time, both read from the same clock. Should that clock step back past the
+    /// request (a wall clock set back during an outage), no frame would ever compare as later
+    /// until the clock caught up again: so when `now` is before the request, the request is
+    /// moved to `now` (it was made no later than that) and this frame, which may be from
+    /// before the step, is not taken; the next one captured from `now` on answers it.
     pub fn handle_frame(&mut self, frame: &Frame, now: Timestamp) -> bool {
+        if self.rebase_after_clock_step(now) {
+            return false;
+        }
         match self.state {
             State::Requested { since, pending } if frame.captured_at >= since => {
                 self.last_activity = Some(now);
@@ -244,6 +256,21 @@ impl Session {
             _ => return false,
         }
         self.stats.frames_sent += 1;
+        true
+    }
+
+    /// Moves a request made "after" `now` to `now`, since the clock went back meanwhile (a
+    /// pending request is moved when it is served); `true` if it did. `set_state` logs it.
+    fn rebase_after_clock_step(&mut self, now: Timestamp) -> bool {
+        let next = match self.state {
+            State::Requested { since, pending } if now < since => State::Requested {
+                since: now,
+                pending,
+            },
+            State::Streaming { since } if now < since => State::Streaming { since: now },
+            _ => return false,
+        };
+        self.set_state(next);
         true
     }
 

@@ -40,7 +40,11 @@ impl fmt::Display for Timestamp {
 
 /// A source of time, passed into whatever needs to pace itself (cameras, the capture loop).
 ///
-/// `now` never goes backwards. `sleep_until` returns at or after `deadline` (at once when the
+/// `now` should not go backwards (`SystemClock` never does), but a clock that follows the wall
+/// clock may be set back (NTP, an operator, a board without a battery-backed clock), and
+/// nothing that reads one may then wait for ever: a session compares capture times with
+/// request times, and takes a step back past a request into account (see
+/// `Session::handle_frame`). `sleep_until` returns at or after `deadline` (at once when the
 /// deadline has passed).
 #[async_trait]
 pub trait Clock: Send + Sync + fmt::Debug {
@@ -65,6 +69,11 @@ impl ManualClock {
     pub fn advance(&self, d: Duration) {
         let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
         *now = *now + d;
+    }
+
+    /// Sets the time, backwards too: for tests of a wall clock that is set back.
+    pub fn set(&self, t: Timestamp) {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
     }
 }
 

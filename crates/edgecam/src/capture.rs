@@ -23,6 +23,8 @@ pub struct CaptureCounters {
     pub errors: AtomicU64,
     /// "NO SIGNAL" pictures published while the camera was gone.
     pub no_signal: AtomicU64,
+    /// Times the loop stopped reading the camera because no session wanted a frame.
+    pub idle: AtomicU64,
 }
 
 /// How many sessions want the next frame. Sessions add themselves while they want one; the
@@ -59,7 +61,11 @@ impl Demand {
 pub(crate) struct CaptureLoop {
     pub camera: Box<dyn Camera>,
     pub encoder: Encoder,
-    /// Stamps the "NO SIGNAL" pictures, on the same clock as the camera and the sessions.
+    /// Stamps the "NO SIGNAL" pictures, on the same clock as the camera and the sessions: a
+    /// picture's time is compared with request times, so it must come from the clock they
+    /// are read from. How long the loop waits (reopen backoff, the NO SIGNAL interval) is
+    /// measured on the runtime's monotonic timer instead: those are durations, and a wall
+    /// clock set back must not stretch an outage's backoff or stop the NO SIGNAL pictures.
     pub clock: Arc<dyn Clock>,
     pub demand: Demand,
     pub frames: watch::Sender<Option<Frame>>,
@@ -114,6 +120,9 @@ impl CaptureLoop {
                 biased;
                 () = self.stop.cancelled() => break,
                 captured = async {
+                    if !self.demand.is_wanted() {
+                        self.counters.idle.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.demand.wanted().await;
                     self.camera.next_frame().await
                 } => captured,
@@ -274,10 +283,12 @@ mod tests {
         }
     }
 
-    /// A capture loop over `camera`, started on its thread.
+    /// A capture loop over `camera`, running as a task on the test's runtime: with paused
+    /// time (`start_paused`), its timers are virtual, and the runtime moves time on only when
+    /// every task (the loop's too) waits, so the loop has always done all it could first.
     struct Running {
         stop: CancellationToken,
-        done: oneshot::Receiver<()>,
+        done: tokio::task::JoinHandle<()>,
         published: watch::Receiver<Option<Frame>>,
         counters: Arc<CaptureCounters>,
     }
@@ -298,9 +309,8 @@ mod tests {
             frames,
             counters: counters.clone(),
             stop: stop.clone(),
-        }
-        .spawn()
-        .unwrap();
+        };
+        let done = tokio::spawn(done.run());
         Running {
             stop,
             done,
@@ -311,7 +321,7 @@ mod tests {
 
     impl Running {
         /// Stops the loop and waits for it; a mock expectation it broke fails here, since the
-        /// capture thread panicked instead of finishing.
+        /// loop's task panicked instead of finishing.
         async fn stop(self) -> Arc<CaptureCounters> {
             self.stop.cancel();
             tokio::time::timeout(Duration::from_secs(10), self.done)
@@ -320,6 +330,18 @@ mod tests {
                 .expect("capture loop panicked");
             self.counters
         }
+    }
+
+    /// Waits until `done` holds (polling, in virtual time), at most 10 s.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let poll = async {
+            while !done() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), poll)
+            .await
+            .unwrap_or_else(|_| panic!("not within 10 s: {what}"));
     }
 
     /// Runs the loop over `camera` with one session wanting frames, until it published `seq` or
@@ -338,7 +360,7 @@ mod tests {
         running.stop().await
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_camera_that_disappears_is_reopened_until_it_comes_back() {
         let mut camera = MockCam::new();
         let mut order = Sequence::new();
@@ -416,7 +438,7 @@ mod tests {
         pixels.iter().any(|p| p.abs_diff(128) > 40)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn no_signal_pictures_go_out_only_while_a_session_wants_one() {
         let mut camera = MockCam::new();
         camera.expect_name().return_const("mock".to_owned());
@@ -424,7 +446,10 @@ mod tests {
             .expect_next_frame()
             .times(1)
             .returning(|| Err(gone()));
-        camera.expect_open().returning(|| {
+        // When the loop tried to reopen the camera.
+        let (opened, mut reopen_attempts) = watch::channel(Vec::new());
+        camera.expect_open().returning(move || {
+            opened.send_modify(|at| at.push(Instant::now()));
             Err(CameraError::Open {
                 device: "mock".to_owned(),
                 source: "unplugged".into(),
@@ -442,15 +467,22 @@ mod tests {
         let first = running.published.borrow_and_update().clone().unwrap();
         assert!(is_no_signal(&first));
         assert_eq!(first.seq, 0);
+        let next_due = Instant::now() + NO_SIGNAL_INTERVAL;
         demand.release();
-        // Past the next second's picture: none goes out with nobody wanting it.
-        tokio::time::sleep(NO_SIGNAL_INTERVAL + Duration::from_millis(300)).await;
+        // The loop sees to a due picture before a due reopening: once it has tried to reopen
+        // at or after the next picture's time, it is past it, and none went out with nobody
+        // wanting it.
+        let past_due = reopen_attempts.wait_for(|at| at.last().is_some_and(|t| *t >= next_due));
+        tokio::time::timeout(Duration::from_secs(10), past_due)
+            .await
+            .expect("no reopening after the next NO SIGNAL picture was due")
+            .unwrap();
         assert!(!running.published.has_changed().unwrap());
         let counters = running.stop().await;
         assert_eq!(counters.no_signal.load(Ordering::Relaxed), 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn read_errors_lose_one_frame_each_and_are_counted() {
         let mut camera = MockCam::new();
         let mut order = Sequence::new();
@@ -476,15 +508,20 @@ mod tests {
         assert!(counters.encoded.load(Ordering::Relaxed) >= 1);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn nothing_is_read_while_no_session_wants_a_frame() {
         let mut camera = MockCam::new();
         camera.expect_name().return_const("mock".to_owned());
         camera.expect_next_frame().never();
         camera.expect_close().times(1).returning(|| Ok(()));
         let running = start(camera, Demand::default());
-        // Give the loop every chance to read the camera, then stop it.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        running.stop().await;
+        // The loop got as far as deciding not to read; a read would break the mock.
+        let counters = running.counters.clone();
+        until("the loop went idle", || {
+            counters.idle.load(Ordering::Relaxed) == 1
+        })
+        .await;
+        let counters = running.stop().await;
+        assert_eq!(counters.captured.load(Ordering::Relaxed), 0);
     }
 }

@@ -57,6 +57,56 @@ struct Shared {
     clients: Mutex<BTreeMap<u64, (String, Arc<ClientCounters>)>>,
     unknown_bytes: AtomicU64,
     frames_sent: AtomicU64,
+    /// Commands from every client, ignored ones included.
+    commands: AtomicU64,
+}
+
+/// A running server's counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatsSnapshot {
+    /// Frames the camera delivered.
+    pub captured: u64,
+    /// Frames encoded (or passed through) and published: once each, however many clients
+    /// are sent it.
+    pub encoded: u64,
+    /// Frames lost to camera read or encoding errors.
+    pub capture_errors: u64,
+    /// "NO SIGNAL" pictures published while the camera was gone.
+    pub no_signal: u64,
+    /// Times the capture loop stopped reading the camera because no session wanted a frame.
+    pub capture_idle: u64,
+    /// Frames written to clients, all clients together.
+    pub frames_sent: u64,
+    /// Commands received from clients, ignored ones included.
+    pub commands: u64,
+    pub unknown_bytes: u64,
+    /// Clients connected now.
+    pub clients: usize,
+}
+
+/// A live view of a server's counters, which stays valid while [`Server::run`] runs and after.
+#[derive(Debug, Clone)]
+pub struct ServerStats {
+    shared: Arc<Shared>,
+    counters: Arc<CaptureCounters>,
+}
+
+impl ServerStats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let (shared, capture) = (&self.shared, &self.counters);
+        StatsSnapshot {
+            captured: capture.captured.load(Ordering::Relaxed),
+            encoded: capture.encoded.load(Ordering::Relaxed),
+            capture_errors: capture.errors.load(Ordering::Relaxed),
+            no_signal: capture.no_signal.load(Ordering::Relaxed),
+            capture_idle: capture.idle.load(Ordering::Relaxed),
+            frames_sent: shared.frames_sent.load(Ordering::Relaxed),
+            commands: shared.commands.load(Ordering::Relaxed),
+            unknown_bytes: shared.unknown_bytes.load(Ordering::Relaxed),
+            clients: lock(&shared.clients).len(),
+        }
+    }
 }
 
 /// A running server, ready to accept. [`Server::start`] opens the camera, so a camera that
@@ -106,6 +156,7 @@ impl<T: Transport> Server<T> {
             clients: Mutex::new(BTreeMap::new()),
             unknown_bytes: AtomicU64::new(0),
             frames_sent: AtomicU64::new(0),
+            commands: AtomicU64::new(0),
         });
         Ok(Server {
             transport,
@@ -128,6 +179,14 @@ impl<T: Transport> Server<T> {
 
     pub fn camera_name(&self) -> &str {
         &self.camera_name
+    }
+
+    /// The server's counters, to read while it runs.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats {
+            shared: self.shared.clone(),
+            counters: self.counters.clone(),
+        }
     }
 
     /// Serves until the stop token is cancelled (Ctrl-C, or `2` with remote shutdown allowed),
@@ -230,7 +289,12 @@ async fn run_session<R: CommandSource, W: FrameSink>(
             () = shared.stop.cancelled() => session.close(CloseReason::ServerStopping),
             read = reader.read(&mut buf), if reading => match read {
                 Ok(0) => reading = false,
-                Ok(n) => session.handle_input(&buf[..n], clock.now()),
+                Ok(n) => {
+                    let before = session.stats().commands;
+                    session.handle_input(&buf[..n], clock.now());
+                    let commands = session.stats().commands - before;
+                    shared.commands.fetch_add(commands, Ordering::Relaxed);
+                }
                 Err(e) => {
                     tracing::debug!(%peer, error = %crate::error_chain(&e), "read failed");
                     session.close(CloseReason::Disconnected);

@@ -1,6 +1,7 @@
 //! Tests of the session state machine: one fixture per state and every command from each,
-//! the garbage, timeout and frame rules, a property test against an independent model of the
-//! protocol table, and a snapshot of a protocol transcript.
+//! the garbage, timeout and frame rules, a property test against a model built from the
+//! protocol table in `../shared/LEGACY-PROTOCOL.md` (read at test time), and a snapshot of a
+//! protocol transcript.
 
 use std::fmt;
 use std::time::Duration;
@@ -659,10 +660,7 @@ fn a_single_request_is_answered_by_one_frame_then_waits_for_the_confirm() {
 #[test]
 fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
     let mut session = requested();
-    assert!(!session.handle_frame(
-        &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        Timestamp(T_REQUEST.0 - 1)
-    ));
+    assert!(!session.handle_frame(&frame(1, Timestamp(T_REQUEST.0 - 1)), NOW));
     assert_eq!(
         session.state(),
         State::Requested {
@@ -670,7 +668,7 @@ fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
             pending: None
         }
     );
-    assert!(session.handle_frame(&frame(2, T_REQUEST), T_REQUEST));
+    assert!(session.handle_frame(&frame(2, T_REQUEST), NOW));
     assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
 }
 
@@ -678,11 +676,8 @@ fn a_frame_captured_before_a_single_request_is_never_sent_for_it() {
 fn a_frame_captured_before_a_pending_request_is_never_sent_for_it() {
     let mut session = awaiting_confirm_with_pending();
     input(&mut session, b"1", NOW);
-    assert!(!session.handle_frame(
-        &frame(2, Timestamp(T_PENDING.0 - 1)),
-        Timestamp(T_PENDING.0 - 1)
-    ));
-    assert!(session.handle_frame(&frame(3, T_PENDING), T_PENDING));
+    assert!(!session.handle_frame(&frame(2, Timestamp(T_PENDING.0 - 1)), NOW));
+    assert!(session.handle_frame(&frame(3, T_PENDING), NOW));
     assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
 }
 
@@ -701,11 +696,8 @@ fn a_pending_request_keeps_waiting_while_its_predecessor_is_answered() {
 #[test]
 fn a_frame_captured_before_streaming_started_is_not_streamed() {
     let mut session = streaming();
-    assert!(!session.handle_frame(
-        &frame(1, Timestamp(T_REQUEST.0 - 1)),
-        Timestamp(T_REQUEST.0 - 1)
-    ));
-    assert!(session.handle_frame(&frame(2, T_REQUEST), T_REQUEST));
+    assert!(!session.handle_frame(&frame(1, Timestamp(T_REQUEST.0 - 1)), NOW));
+    assert!(session.handle_frame(&frame(2, T_REQUEST), NOW));
     assert_eq!(session.stats().frames_sent, 1);
 }
 
@@ -741,12 +733,286 @@ fn frames_captured_between_two_streams_are_not_counted_as_skipped() {
     assert_eq!(session.stats().frames_skipped, 0);
 }
 
+/// Frames a camera delivers every 33 ms from `from`, each offered as it is captured.
+fn frames_from(first_seq: u64, from: Timestamp) -> impl Iterator<Item = Frame> {
+    (0..).map(move |i| frame(first_seq + i, from + Duration::from_millis(33 * i)))
+}
+
+/// The clock is set back a minute after the request: frames are stamped "before" it from then
+/// on, and the request is answered by the second such frame (the first may be from before the
+/// step, so it is not taken), not once the clock has caught up a minute later.
+#[test]
+fn a_single_request_is_answered_after_the_clock_steps_back_past_it() {
+    let mut session = requested();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    let sent: Vec<bool> = frames_from(1, stepped_back)
+        .take(3)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, false]);
+    assert_eq!(session.state(), State::AwaitingConfirm { pending: None });
+}
+
+#[test]
+fn a_pending_request_is_answered_after_the_clock_steps_back_past_it() {
+    let mut session = awaiting_confirm_with_pending();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    input(&mut session, b"1", stepped_back);
+    let sent: Vec<bool> = frames_from(2, stepped_back)
+        .take(3)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, false]);
+}
+
+#[test]
+fn a_stream_goes_on_after_the_clock_steps_back_past_its_start() {
+    let mut session = streaming();
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    let sent: Vec<bool> = frames_from(1, stepped_back)
+        .take(4)
+        .map(|f| session.handle_frame(&f, f.captured_at))
+        .collect();
+    assert_eq!(sent, [false, true, true, true]);
+}
+
+/// The first frame offered after a step back may have been captured before the request (on the
+/// old clock, after it on the new one): it is not sent for it.
+#[test]
+fn a_frame_from_before_the_request_is_not_sent_because_the_clock_stepped_back() {
+    let mut session = requested();
+    let before_request = frame(1, Timestamp(T_REQUEST.0 - 1));
+    let stepped_back = Timestamp(T_REQUEST.0 - 60_000);
+    assert!(!session.handle_frame(&before_request, stepped_back));
+    assert_eq!(
+        session.state(),
+        State::Requested {
+            since: stepped_back,
+            pending: None
+        }
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
-// Property test against an independent model of the protocol table
+// Property test against a model built from the protocol table
 // ---------------------------------------------------------------------------------------------
 
-/// What a session should do, written from the protocol table and `SessionConfig`'s docs
-/// without calling into `Session` or the codec.
+// The protocol table, read from LEGACY-PROTOCOL.md itself, so that the model follows the
+// spec's words rather than a copy of the implementation.
+
+/// A row of the protocol table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum SpecState {
+    Idle,
+    AwaitingConfirm,
+    Streaming,
+}
+
+impl SpecState {
+    fn parse(name: &str) -> Option<SpecState> {
+        match name {
+            "Idle" => Some(SpecState::Idle),
+            "AwaitingConfirm" => Some(SpecState::AwaitingConfirm),
+            "Streaming" => Some(SpecState::Streaming),
+            _ => None,
+        }
+    }
+}
+
+/// What a cell of the protocol table says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SpecAction {
+    /// "ignore", "ignore (stray)".
+    Ignore,
+    /// "close session".
+    Close,
+    /// A bare state name.
+    Goto(SpecState),
+    /// "send the next frame captured after this request; then <state>".
+    SendNextFrame { then: SpecState },
+    /// "remember one pending request, served right after the confirm".
+    RememberPending,
+    /// "Idle (serve a pending request, if any)".
+    IdleServingPending,
+}
+
+impl SpecAction {
+    fn parse(cell: &str) -> Option<SpecAction> {
+        let cell = cell.trim();
+        if cell == "ignore" || cell.starts_with("ignore (") {
+            return Some(SpecAction::Ignore);
+        }
+        if cell == "close session" {
+            return Some(SpecAction::Close);
+        }
+        if cell == "remember one pending request, served right after the confirm" {
+            return Some(SpecAction::RememberPending);
+        }
+        if cell == "Idle (serve a pending request, if any)" {
+            return Some(SpecAction::IdleServingPending);
+        }
+        if let Some(then) =
+            cell.strip_prefix("send the next frame captured after this request; then ")
+        {
+            return SpecState::parse(then).map(|then| SpecAction::SendNextFrame { then });
+        }
+        SpecState::parse(cell).map(SpecAction::Goto)
+    }
+}
+
+/// LEGACY-PROTOCOL.md's session table: one action per (state, command).
+#[derive(Debug)]
+struct SpecTable {
+    cells: std::collections::HashMap<(SpecState, Command), SpecAction>,
+}
+
+/// Where the spec lives: `shared/` beside the repository (CI clones it there too).
+const SPEC_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/LEGACY-PROTOCOL.md"
+);
+
+impl SpecTable {
+    fn load() -> SpecTable {
+        let text = std::fs::read_to_string(SPEC_PATH).unwrap_or_else(|e| {
+            panic!(
+                "cannot read the protocol spec {SPEC_PATH}: {e}. The session model is built \
+                 from its table; put shared/ beside the repository"
+            )
+        });
+        SpecTable::parse(&text).unwrap_or_else(|e| panic!("{SPEC_PATH}: {e}"))
+    }
+
+    /// The table whose header starts `| state \ input |`; every state and command must be
+    /// there, every cell must say something the model knows.
+    fn parse(text: &str) -> Result<SpecTable, String> {
+        let split = |line: &str| -> Vec<String> {
+            let line = line.trim().trim_start_matches('|').trim_end_matches('|');
+            line.split('|').map(|c| c.trim().to_owned()).collect()
+        };
+        let mut lines = text
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("| state \\ input"));
+        let header = lines
+            .next()
+            .ok_or("no session table (a header `| state \\ input | ...`)")?;
+        let commands: Vec<Command> = split(header)[1..]
+            .iter()
+            .map(|c| {
+                let byte = c.trim_matches('`');
+                match byte.as_bytes() {
+                    [b] => model_command(*b).ok_or(format!("the column {c} is not a command")),
+                    _ => Err(format!("the column {c} is not one command byte")),
+                }
+            })
+            .collect::<Result<_, _>>()?;
+        let mut cells = std::collections::HashMap::new();
+        for line in lines
+            .skip(1)
+            .take_while(|l| l.trim_start().starts_with('|'))
+        {
+            let row = split(line);
+            let state =
+                SpecState::parse(&row[0]).ok_or(format!("unknown state row {:?}", row[0]))?;
+            if row.len() != commands.len() + 1 {
+                return Err(format!(
+                    "the row {state:?} has {} cells, not {}",
+                    row.len() - 1,
+                    commands.len()
+                ));
+            }
+            for (cmd, cell) in commands.iter().zip(&row[1..]) {
+                let action = SpecAction::parse(cell).ok_or(format!(
+                    "the cell {state:?} x {cmd:?} says {cell:?}, which the model does not know: \
+                     teach SpecAction::parse the new words (and check the implementation)"
+                ))?;
+                cells.insert((state, *cmd), action);
+            }
+        }
+        for state in [
+            SpecState::Idle,
+            SpecState::AwaitingConfirm,
+            SpecState::Streaming,
+        ] {
+            for cmd in [
+                Command::Single,
+                Command::Confirm,
+                Command::Stream,
+                Command::Stop,
+                Command::Shutdown,
+            ] {
+                if !cells.contains_key(&(state, cmd)) {
+                    return Err(format!("the session table has no cell {state:?} x {cmd:?}"));
+                }
+            }
+        }
+        Ok(SpecTable { cells })
+    }
+
+    fn action(&self, state: SpecState, cmd: Command) -> SpecAction {
+        self.cells[&(state, cmd)]
+    }
+
+    /// Where a single frame leaves the session: the `then` of Idle's `0`.
+    fn after_single_frame(&self) -> SpecState {
+        match self.action(SpecState::Idle, Command::Single) {
+            SpecAction::SendNextFrame { then } => then,
+            other => panic!("Idle x `0` is {other:?}, not a single frame"),
+        }
+    }
+}
+
+/// The command bytes of LEGACY-PROTOCOL.md's first table, for the model (not the codec's).
+fn model_command(byte: u8) -> Option<Command> {
+    match byte {
+        b'0' => Some(Command::Single),
+        b'1' => Some(Command::Confirm),
+        b'3' => Some(Command::Stream),
+        b'q' => Some(Command::Stop),
+        b'2' => Some(Command::Shutdown),
+        _ => None,
+    }
+}
+
+fn spec() -> &'static SpecTable {
+    static SPEC: std::sync::OnceLock<SpecTable> = std::sync::OnceLock::new();
+    SPEC.get_or_init(SpecTable::load)
+}
+
+#[test]
+fn the_protocol_table_is_read_from_the_spec() {
+    use Command::*;
+    use SpecAction::*;
+    use SpecState::*;
+    let table = spec();
+    assert_eq!(
+        table.action(Idle, Single),
+        SendNextFrame {
+            then: AwaitingConfirm
+        }
+    );
+    assert_eq!(table.action(AwaitingConfirm, Confirm), IdleServingPending);
+    assert_eq!(table.action(Streaming, Stop), Goto(Idle));
+    assert_eq!(table.cells.len(), 15);
+}
+
+#[test]
+fn a_table_the_model_cannot_read_is_an_error_that_names_the_cell() {
+    let spec = std::fs::read_to_string(SPEC_PATH).expect("the protocol spec");
+    // The Streaming row's `0`.
+    let changed = spec.replacen(
+        "\n| Streaming | ignore |",
+        "\n| Streaming | send it anyway |",
+        1,
+    );
+    assert_ne!(spec, changed);
+    let error = SpecTable::parse(&changed).expect_err("a cell the model cannot read");
+    assert!(error.contains("Streaming x Single"), "{error}");
+    assert!(SpecTable::parse("no table here").is_err());
+}
+
+/// What a session should do, from the protocol table read out of LEGACY-PROTOCOL.md and
+/// `SessionConfig`'s docs, without calling into `Session` or the codec.
 #[derive(Debug)]
 struct Model {
     config: SessionConfig,
@@ -790,11 +1056,10 @@ impl Model {
             }
             match byte {
                 b' ' | b'\t' | b'\r' | b'\n' => {}
-                b'0' => self.command(Command::Single, now, events),
-                b'1' => self.command(Command::Confirm, now, events),
-                b'3' => self.command(Command::Stream, now, events),
-                b'q' => self.command(Command::Stop, now, events),
-                b'2' => self.command(Command::Shutdown, now, events),
+                _ if model_command(byte).is_some() => {
+                    let cmd = model_command(byte).unwrap_or(Command::Single);
+                    self.command(cmd, now, events);
+                }
                 _ => {
                     self.stats.unknown_bytes += 1;
                     self.unknown_run += 1;
@@ -807,48 +1072,64 @@ impl Model {
         }
     }
 
-    /// One row of the table per state; `None` is "ignore".
+    /// The protocol table's cell for this state and command, as read from
+    /// LEGACY-PROTOCOL.md. `Requested` is the table's AwaitingConfirm before its frame went
+    /// out: it takes that row, except that a confirm there confirms nothing.
     fn command(&mut self, cmd: Command, now: Timestamp, events: &mut Vec<Event>) {
         self.stats.commands += 1;
         self.unknown_run = 0;
         self.active_at = Some(now);
-        if cmd == Command::Shutdown {
-            if self.config.remote_shutdown {
-                events.push(Event::ShutdownRequested);
-            }
-            self.shut_down = true;
-            self.close(CloseReason::ClientShutdown, events);
-            return;
-        }
-        let next = match self.phase {
-            State::Idle => match cmd {
-                Command::Single => Some(State::Requested {
-                    since: now,
-                    pending: None,
-                }),
-                Command::Stream => Some(State::Streaming { since: now }),
-                _ => None,
-            },
-            State::Requested { since, pending } => match (cmd, pending) {
-                (Command::Single, None) => Some(State::Requested {
-                    since,
-                    pending: Some(now),
-                }),
-                (Command::Stream, _) => Some(State::Streaming { since: now }),
-                _ => None,
-            },
-            State::AwaitingConfirm { pending } => match (cmd, pending) {
-                (Command::Single, None) => Some(State::AwaitingConfirm { pending: Some(now) }),
-                (Command::Confirm, None) => Some(State::Idle),
-                (Command::Confirm, Some(since)) => Some(State::Requested {
-                    since,
-                    pending: None,
-                }),
-                (Command::Stream, _) => Some(State::Streaming { since: now }),
-                _ => None,
-            },
-            State::Streaming { .. } => (cmd == Command::Stop).then_some(State::Idle),
+        let row = match self.phase {
+            State::Idle => SpecState::Idle,
+            State::Requested { .. } | State::AwaitingConfirm { .. } => SpecState::AwaitingConfirm,
+            State::Streaming { .. } => SpecState::Streaming,
             State::Closed(_) => return,
+        };
+        let next = match (spec().action(row, cmd), self.phase) {
+            (SpecAction::Close, _) => {
+                if cmd == Command::Shutdown && self.config.remote_shutdown {
+                    events.push(Event::ShutdownRequested);
+                }
+                self.shut_down = cmd == Command::Shutdown;
+                self.close(CloseReason::ClientShutdown, events);
+                return;
+            }
+            (SpecAction::Ignore, _) => None,
+            (SpecAction::Goto(SpecState::Idle), _) => Some(State::Idle),
+            (SpecAction::Goto(SpecState::Streaming), _) => Some(State::Streaming { since: now }),
+            (SpecAction::Goto(SpecState::AwaitingConfirm), _) => {
+                panic!(
+                    "the table sends {cmd:?} to AwaitingConfirm without a frame: no model for that"
+                )
+            }
+            (SpecAction::SendNextFrame { .. }, _) => Some(State::Requested {
+                since: now,
+                pending: None,
+            }),
+            // "one" pending request: a second is ignored.
+            (
+                SpecAction::RememberPending,
+                State::Requested {
+                    since,
+                    pending: None,
+                },
+            ) => Some(State::Requested {
+                since,
+                pending: Some(now),
+            }),
+            (SpecAction::RememberPending, State::AwaitingConfirm { pending: None }) => {
+                Some(State::AwaitingConfirm { pending: Some(now) })
+            }
+            (SpecAction::RememberPending, _) => None,
+            // Nothing went out yet, so there is nothing to confirm.
+            (SpecAction::IdleServingPending, State::Requested { .. }) => None,
+            (SpecAction::IdleServingPending, State::AwaitingConfirm { pending }) => {
+                Some(pending.map_or(State::Idle, |since| State::Requested {
+                    since,
+                    pending: None,
+                }))
+            }
+            (action, phase) => panic!("no model for {action:?} in {phase:?}"),
         };
         let Some(next) = next else {
             self.stats.ignored_commands += 1;
@@ -866,9 +1147,22 @@ impl Model {
 
     /// Whether the frame should be sent; moves on as if it had been.
     fn frame(&mut self, seq: u64, captured_at: Timestamp, now: Timestamp) -> bool {
+        // A clock set back past the request: the request counts from now, and this frame,
+        // maybe from before the step, does not answer it.
+        match &mut self.phase {
+            State::Requested { since, .. } | State::Streaming { since } if now < *since => {
+                *since = now;
+                return false;
+            }
+            _ => {}
+        }
         match self.phase {
             State::Requested { since, pending } if captured_at >= since => {
-                self.phase = State::AwaitingConfirm { pending };
+                // "send the next frame captured after this request; then <state>"
+                self.phase = match spec().after_single_frame() {
+                    SpecState::AwaitingConfirm => State::AwaitingConfirm { pending },
+                    other => panic!("no model for a single frame followed by {other:?}"),
+                };
                 // The client may sit `idle_timeout` in AwaitingConfirm, counted from now: the
                 // wait for the frame is not its idleness.
                 self.active_at = Some(now);
@@ -928,6 +1222,8 @@ enum Op {
     Reoffer,
     /// Time passes, in µs.
     Advance(u64),
+    /// The clock is set back, in µs.
+    StepBack(u64),
     /// The driver calls `handle_timeout`, whether a deadline has passed or not.
     Timeout,
 }
@@ -940,6 +1236,7 @@ impl fmt::Debug for Op {
             Op::Frame { gap, lag } => write!(f, "Frame {{ gap: {gap}, lag: {lag} }}"),
             Op::Reoffer => f.write_str("Reoffer"),
             Op::Advance(micros) => write!(f, "Advance({micros})"),
+            Op::StepBack(micros) => write!(f, "StepBack({micros})"),
             Op::Timeout => f.write_str("Timeout"),
         }
     }
@@ -962,6 +1259,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reoffer),
         // Mostly short steps, sometimes past every timeout.
         4 => prop_oneof![0u64..100, 0u64..5_000].prop_map(Op::Advance),
+        1 => (0u64..5_000).prop_map(Op::StepBack),
         2 => Just(Op::Timeout),
     ]
 }
@@ -1017,7 +1315,8 @@ impl Harness {
             Op::Frame { gap, lag } => {
                 let last = self.last_frame.as_ref();
                 let seq = last.map_or(0, |f| f.seq) + gap;
-                let earliest = last.map_or(START, |f| f.captured_at);
+                // A camera's times do not go back, unless its clock does.
+                let earliest = last.map_or(START, |f| f.captured_at).min(self.now);
                 let captured_at = Timestamp(self.now.0.saturating_sub(*lag)).max(earliest);
                 let next = frame(seq, captured_at);
                 self.offer(&next)?;
@@ -1029,6 +1328,7 @@ impl Harness {
                 }
             }
             Op::Advance(micros) => self.now = Timestamp(self.now.0 + micros),
+            Op::StepBack(micros) => self.now = Timestamp(self.now.0.saturating_sub(*micros)),
             Op::Timeout => {
                 self.session.handle_timeout(self.now);
                 self.model.timeout(self.now, &mut expected);
@@ -1160,10 +1460,7 @@ impl Transcript {
             .push(format!("t={at} camera seq={seq} captured t={captured_at}"));
         let before = self.session.state();
         let skipped = self.session.stats().frames_skipped;
-        if self
-            .session
-            .handle_frame(&frame(seq, captured_at), captured_at)
-        {
+        if self.session.handle_frame(&frame(seq, captured_at), at) {
             let skipped = self.session.stats().frames_skipped - skipped;
             let note = if skipped > 0 {
                 format!(" ({skipped} skipped before it)")
