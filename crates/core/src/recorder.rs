@@ -37,7 +37,10 @@ impl RecorderError {
     /// Whether the recorder refused this one frame for what it holds (not a JPEG, no or too
     /// large a picture size) and recording can go on with the next.
     pub fn is_refused_frame(&self) -> bool {
-        matches!(self, RecorderError::NotJpeg { .. } | RecorderError::Picture { .. })
+        matches!(
+            self,
+            RecorderError::NotJpeg { .. } | RecorderError::Picture { .. }
+        )
     }
 }
 

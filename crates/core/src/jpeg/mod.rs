@@ -328,10 +328,19 @@ mod tests {
         assert_eq!(limit.check(&zero), Err(PictureError::NoSize));
         assert_eq!(limit.check(b"Unknown command"), Err(PictureError::NoSize));
         assert_eq!(
-            "640x480".parse::<PictureLimit>().unwrap().check(&tiny_jpeg()),
+            "640x480"
+                .parse::<PictureLimit>()
+                .unwrap()
+                .check(&tiny_jpeg()),
             Ok((640, 480))
         );
-        assert!("639x480".parse::<PictureLimit>().unwrap().check(&tiny_jpeg()).is_err());
+        assert!(
+            "639x480"
+                .parse::<PictureLimit>()
+                .unwrap()
+                .check(&tiny_jpeg())
+                .is_err()
+        );
         assert!("0x5".parse::<PictureLimit>().is_err());
         assert!("big".parse::<PictureLimit>().is_err());
         assert_eq!(limit.to_string(), "8192x8192");
