@@ -21,7 +21,7 @@ pub enum RecorderError {
     #[error("frame {seq} is not a JPEG image; it was not recorded")]
     NotJpeg { seq: u64 },
     /// Skippable, as `NotJpeg` is: recording can go on with the next frame.
-    #[error("frame {seq} was not recorded: {source}")]
+    #[error("frame {seq} was not recorded")]
     Picture {
         seq: u64,
         #[source]

@@ -272,6 +272,7 @@ fn push_com_segment(out: &mut Vec<u8>, text: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
