@@ -6,6 +6,7 @@
 
 mod cli;
 mod fanout;
+mod hostile;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;
