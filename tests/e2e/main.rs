@@ -7,6 +7,7 @@
 mod cli;
 mod clock;
 mod fanout;
+mod hostile;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;

@@ -14,21 +14,25 @@ const CAMERA: &str = "sim:320x240@30";
 
 /// When a scripted key is pressed.
 #[derive(Debug, Clone, Copy)]
-enum When {
+pub enum When {
     /// Once this many pictures have been shown in all.
     Shown(u64),
     /// This many window polls after the previous key.
     Polls(u64),
+    /// This many more pictures shown since the previous key.
+    ShownSinceKey(u64),
 }
 
 /// What the scripted window saw.
 #[derive(Debug, Default)]
-struct Seen {
-    opened: Vec<(u32, u32)>,
-    shown: u64,
+pub struct Seen {
+    pub opened: Vec<(u32, u32)>,
+    pub shown: u64,
     /// Pictures shown by the time each key was pressed.
-    shown_at_key: Vec<u64>,
-    titles: Vec<String>,
+    pub shown_at_key: Vec<u64>,
+    pub titles: Vec<String>,
+    /// The stamped sequence number of each picture shown, in order.
+    pub seqs: Vec<u64>,
 }
 
 struct Scripted {
@@ -41,10 +45,12 @@ struct Scripted {
 impl Window for Scripted {
     fn show(&mut self, picture: &Picture) -> Result<(), ViewError> {
         assert_eq!(
-            picture.rgb.len(),
-            (picture.width * picture.height * 3) as usize
+            Some(picture.rgb.len()),
+            edgecam_core::jpeg::rgb_len(picture.width, picture.height)
         );
-        self.seen.lock().unwrap().shown += 1;
+        let mut seen = self.seen.lock().unwrap();
+        seen.shown += 1;
+        seen.seqs.extend(picture.seq);
         Ok(())
     }
 
@@ -54,6 +60,9 @@ impl Window for Scripted {
         let due = match self.script.first() {
             Some((When::Shown(n), _)) => seen.shown >= *n,
             Some((When::Polls(n), _)) => self.polls_since_key >= *n,
+            Some((When::ShownSinceKey(n), _)) => {
+                seen.shown >= seen.shown_at_key.last().copied().unwrap_or(0) + n
+            }
             None => false,
         };
         if !due {
@@ -82,7 +91,19 @@ async fn view_scripted(
     dir: &Path,
     record: Option<&str>,
 ) -> (Result<ViewSummary, ViewError>, Seen) {
-    let client = Client::connect(&server.addr, ClientConfig::default())
+    let limit = edgecam_core::jpeg::PictureLimit::default();
+    view_scripted_at(&server.addr, script, dir, record, limit).await
+}
+
+/// [`view_scripted`] against any server, with a picture limit.
+pub async fn view_scripted_at(
+    addr: &str,
+    script: Vec<(When, Key)>,
+    dir: &Path,
+    record: Option<&str>,
+    max_picture: edgecam_core::jpeg::PictureLimit,
+) -> (Result<ViewSummary, ViewError>, Seen) {
+    let client = Client::connect(addr, ClientConfig::default())
         .await
         .unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -99,8 +120,9 @@ async fn view_scripted(
     let options = ViewOptions {
         record: record.map(|name| dir.join(name)),
         dir: dir.to_owned(),
-        peer: server.addr.clone(),
+        peer: addr.to_owned(),
         stop: tokio_util::sync::CancellationToken::new(),
+        max_picture,
     };
     let result = tokio::time::timeout(WAIT, view(client, &mut open, options))
         .await
@@ -162,15 +184,24 @@ async fn q_stops_the_stream_and_q_again_resumes_it() {
         (When::Shown(3), Key::ToggleStream),
         // About 600 ms stopped: 18 frames at 30 fps, were it still streaming.
         (When::Polls(40), Key::ToggleStream),
-        (When::Polls(1), Key::Quit),
+        // Quits only once the stream is back: a view that never resumes times out.
+        (When::ShownSinceKey(5), Key::Quit),
     ];
     let (result, seen) = view_scripted(&server, script, dir.path(), None).await;
     result.unwrap();
-    let [stopped, resumed, _] = seen.shown_at_key[..] else {
+    let [stopped, resumed, quit] = seen.shown_at_key[..] else {
         panic!("{seen:?}");
     };
     // One frame may have been on its way when `q` went out.
     assert!(resumed - stopped <= 1, "{seen:?}");
+    assert!(quit - resumed >= 5, "{seen:?}");
+    // New frames after the second `q`: numbered beyond every frame shown before it.
+    assert_eq!(seen.seqs.len() as u64, seen.shown, "{seen:?}");
+    let (before, after) = seen.seqs.split_at(resumed as usize);
+    let last_before = before.iter().max().unwrap();
+    assert!(after.len() >= 5, "{seen:?}");
+    assert!(after.iter().all(|s| s > last_before), "{seen:?}");
+    assert_increasing(after);
     assert!(
         seen.titles.iter().any(|t| t.contains(" - stopped - ")),
         "{:?}",
@@ -215,11 +246,16 @@ async fn a_server_that_goes_away_ends_the_view_with_its_error_and_keeps_the_reco
 }
 
 /// Xvfb on a display it picks itself; killed when dropped.
-struct Xvfb(std::process::Child, String);
+pub struct Xvfb(std::process::Child, String);
 
 impl Xvfb {
+    /// The display to set as `DISPLAY`.
+    pub fn display(&self) -> &str {
+        &self.1
+    }
+
     /// `None` (and says so) where Xvfb is not installed; under CI a missing Xvfb fails.
-    fn start() -> Option<Xvfb> {
+    pub fn start() -> Option<Xvfb> {
         use std::io::BufRead;
         use std::process::{Command, Stdio};
         if !crate::support::have_tool("Xvfb") {

@@ -20,10 +20,28 @@ pub enum RecorderError {
     },
     #[error("frame {seq} is not a JPEG image; it was not recorded")]
     NotJpeg { seq: u64 },
+    /// Skippable, as `NotJpeg` is: recording can go on with the next frame.
+    #[error("frame {seq} was not recorded")]
+    Picture {
+        seq: u64,
+        #[source]
+        source: crate::jpeg::PictureError,
+    },
     #[error("the recorder was used before `start` or after `finish`")]
     NotStarted,
     #[error("the recording backend failed")]
     Backend(#[source] BoxError),
+}
+
+impl RecorderError {
+    /// Whether the recorder refused this one frame for what it holds (not a JPEG, no or too
+    /// large a picture size) and recording can go on with the next.
+    pub fn is_refused_frame(&self) -> bool {
+        matches!(
+            self,
+            RecorderError::NotJpeg { .. } | RecorderError::Picture { .. }
+        )
+    }
 }
 
 /// What a finished recording holds.

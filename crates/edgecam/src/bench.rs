@@ -490,7 +490,7 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
     let quality = args.encode.quality;
     let (decode_ms, reencode_ms) = per_frame_ms(frames, |jpeg| {
         let t = thread_cpu_seconds()?;
-        let picture = edgecam::view::decode(jpeg)?;
+        let picture = edgecam::view::decode(jpeg, edgecam_core::jpeg::PictureLimit::default())?;
         let decoded = thread_cpu_seconds()? - t;
         let mut out = Vec::new();
         jpeg_encoder::Encoder::new(&mut out, quality).encode(

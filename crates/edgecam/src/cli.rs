@@ -12,6 +12,7 @@ use edgecam::clock::SystemClock;
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
 use edgecam_core::camera::CameraContext;
+use edgecam_core::jpeg::PictureLimit;
 use edgecam_core::recorder::{Recorder, RecordingSummary};
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
@@ -179,6 +180,9 @@ struct RecordArgs {
     #[cfg(feature = "opencv")]
     #[arg(long, conflicts_with_all = ["dir", "segment_minutes", "segment_size"])]
     xvid: bool,
+    /// Frames whose JPEG claims a larger picture (WIDTHxHEIGHT) are skipped and counted.
+    #[arg(long, default_value = "8192x8192", value_name = "WxH")]
+    max_picture: PictureLimit,
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +198,10 @@ struct ViewArgs {
     /// Record to this AVI file from the start (r stops and starts recording).
     #[arg(long)]
     record: Option<PathBuf>,
+    /// Frames whose JPEG claims a larger picture (WIDTHxHEIGHT) are not decoded, only counted
+    /// (and not recorded).
+    #[arg(long, default_value = "8192x8192", value_name = "WxH")]
+    max_picture: PictureLimit,
     /// The window: minifb (light, X11 or Wayland) or OpenCV's highgui.
     #[cfg(feature = "opencv")]
     #[arg(long, value_enum, default_value_t = WindowKind::Minifb)]
@@ -272,6 +280,18 @@ fn parse_size(s: &str) -> Result<u32, String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?} is not a size between 1 byte and 4095M (try 32M)"))
+}
+
+/// Writes `text` and a newline to standard output in one write. A closed stdout
+/// (`edgecam stream ... | head -1`) is not an error: what was asked for is done, and there is
+/// no one left to tell. Any other write error is logged.
+fn say(text: impl std::fmt::Display) {
+    let written = writeln!(std::io::stdout().lock(), "{text}");
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        tracing::warn!(error = %e, "cannot write to standard output");
+    }
 }
 
 /// Sleeps until `deadline`, or forever without one.
@@ -385,21 +405,22 @@ async fn snap(args: SnapArgs) -> Result<()> {
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     let size = edgecam_core::jpeg::dimensions(&frame.jpeg)
         .map_or_else(|| "unknown size".to_owned(), |(w, h)| format!("{w}x{h}"));
-    println!(
+    say(format_args!(
         "wrote {} ({size}, {} bytes)",
         args.output.display(),
         frame.jpeg.len()
-    );
+    ));
     Ok(())
 }
 
 async fn stream(args: StreamArgs) -> Result<()> {
     let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
-    let (stats, drained) = receive(&mut client, args.frames, args.seconds, None).await?;
-    println!(
-        "{}",
-        summary_line(&stats.summary(), client.invalid_frames(), drained)
-    );
+    let streamed = receive(&mut client, args.frames, args.seconds, None).await?;
+    say(summary_line(
+        &streamed.stats.summary(),
+        client.invalid_frames(),
+        streamed.drained,
+    ));
     Ok(())
 }
 
@@ -416,10 +437,10 @@ async fn record(args: RecordArgs) -> Result<()> {
                 let fps = edgecam_camera_opencv::LEGACY_FPS;
                 Box::new(edgecam_camera_opencv::OpenCvRecorder::new(path, fps))
             } else {
-                avi_recorder(path, args.segment_minutes, args.segment_size)
+                avi_recorder(path, &args)
             }
             #[cfg(not(feature = "opencv"))]
-            avi_recorder(path, args.segment_minutes, args.segment_size)
+            avi_recorder(path, &args)
         }
     };
     let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
@@ -428,14 +449,18 @@ async fn record(args: RecordArgs) -> Result<()> {
         &mut client,
         args.frames,
         args.seconds,
-        Some(recorder.as_mut()),
+        Some((recorder.as_mut(), args.max_picture)),
     )
     .await;
     // Finished whatever happened, so that what is on disk is playable, and said where it is.
     let finished = recorder.finish().await;
-    if let Ok((stats, drained)) = &received {
-        let summary = summary_line(&stats.summary(), client.invalid_frames(), *drained);
-        println!("{summary}");
+    if let Ok(streamed) = &received {
+        let summary = summary_line(
+            &streamed.stats.summary(),
+            client.invalid_frames(),
+            streamed.drained,
+        );
+        say(summary);
     }
     if let Ok(summary) = &finished {
         let more = if segmented {
@@ -443,7 +468,14 @@ async fn record(args: RecordArgs) -> Result<()> {
         } else {
             ""
         };
-        println!("{}{more}", saved_line(summary));
+        let refused = match &received {
+            Ok(streamed) if streamed.not_recorded > 0 => format!(
+                "; {} frames not recorded (no picture size, or a picture over {})",
+                streamed.not_recorded, args.max_picture
+            ),
+            _ => String::new(),
+        };
+        say(format_args!("{}{more}{refused}", saved_line(summary)));
     }
     received?;
     finished?;
@@ -461,8 +493,10 @@ fn saved_line(summary: &RecordingSummary) -> String {
 
 /// An AVI recorder for `path`, split into `path-001.avi`, `path-002.avi`, ... when a segment
 /// limit is given.
-fn avi_recorder(path: PathBuf, minutes: Option<Duration>, bytes: Option<u64>) -> Box<dyn Recorder> {
-    let avi = |path| AviRecorder::new(path, AviConfig::default());
+fn avi_recorder(path: PathBuf, args: &RecordArgs) -> Box<dyn Recorder> {
+    let (minutes, bytes) = (args.segment_minutes, args.segment_size);
+    let config = AviConfig::default().with_max_picture(args.max_picture);
+    let avi = move |path| AviRecorder::new(path, config.clone());
     if minutes.is_none() && bytes.is_none() {
         return Box::new(avi(path));
     }
@@ -473,21 +507,32 @@ fn avi_recorder(path: PathBuf, minutes: Option<Duration>, bytes: Option<u64>) ->
     Box::new(Segmented::new(path, limits, avi))
 }
 
+/// What [`receive`] got.
+struct Streamed {
+    stats: StreamStats,
+    /// Frames read away after the stop.
+    drained: u64,
+    /// Frames the recorder did not take: no picture size, or one over the limit.
+    not_recorded: u64,
+}
+
 /// Streams from `client` until `frames` frames, `seconds` seconds or Ctrl-C, handing each
-/// frame to `recorder`; then stops the stream. Says what was received and how many frames
-/// were read away after the stop.
+/// frame to `recorder` (frames it cannot take are skipped and counted, the recording goes
+/// on); then stops the stream. Says what was received and how many frames were read away
+/// after the stop.
 async fn receive(
     client: &mut Client,
     frames: Option<u64>,
     seconds: Option<Duration>,
-    mut recorder: Option<&mut dyn Recorder>,
-) -> Result<(StreamStats, u64)> {
+    mut recorder: Option<(&mut dyn Recorder, PictureLimit)>,
+) -> Result<Streamed> {
     let stop = CancellationToken::new();
     cancel_on_signals(stop.clone());
     client.start_stream().await?;
     let started = Instant::now();
     let mut stats = StreamStats::default();
     let mut progress = Progress::default();
+    let mut refused = edgecam::throttle::Throttle::default();
     let deadline = seconds.map(|s| tokio::time::Instant::from_std(started + s));
     let result: Result<()> = async {
         while frames.is_none_or(|n| stats.frames < n) {
@@ -496,10 +541,36 @@ async fn receive(
                 () = sleep_until(deadline) => break,
                 frame = client.next_frame() => frame?,
             };
-            stats.record(&frame);
-            if let Some(r) = recorder.as_mut() {
-                r.write_frame(&frame.into_frame(stats.frames)).await?;
+            if let Some((r, limit)) = recorder.as_mut() {
+                let written = match limit.check(&frame.jpeg) {
+                    Ok(_) => {
+                        let seq = stats.frames + 1;
+                        r.write_frame(&frame.clone().into_frame(seq)).await
+                    }
+                    Err(source) => Err(edgecam_core::recorder::RecorderError::Picture {
+                        seq: frame.stamp.map_or(stats.frames + 1, |s| s.seq),
+                        source,
+                    }),
+                };
+                match written {
+                    Ok(()) => {}
+                    Err(e) if e.is_refused_frame() => {
+                        match refused.hit(Instant::now()) {
+                            edgecam::throttle::Log::One => {
+                                tracing::warn!(error = %edgecam::error_chain(&e), "frame skipped")
+                            }
+                            edgecam::throttle::Log::Summary(n) => tracing::warn!(
+                                error = %edgecam::error_chain(&e),
+                                "{n} more frames skipped in the last second or so"
+                            ),
+                            edgecam::throttle::Log::Quiet => {}
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
+            stats.record(&frame);
             progress.show(&stats);
         }
         Ok(())
@@ -509,12 +580,16 @@ async fn receive(
     // Stop the stream even after an error, so a legacy server is left idle.
     let drained = client.stop_stream().await;
     result?;
-    Ok((stats, drained?))
+    Ok(Streamed {
+        stats,
+        drained: drained?,
+        not_recorded: refused.total(),
+    })
 }
 
 fn repair(file: &Path) -> Result<()> {
     let report = edgecam_recorder::repair(file)?;
-    println!("{report}");
+    say(report);
     Ok(())
 }
 
@@ -538,6 +613,7 @@ async fn view(args: ViewArgs) -> Result<()> {
             dir: PathBuf::from("."),
             peer: client.peer().to_owned(),
             stop,
+            max_picture: args.max_picture,
         };
         let title = format!("edgecam {}", options.peer);
         let mut open = |width, height| -> Result<Box<dyn edgecam::view::Window>, _> {
@@ -550,14 +626,22 @@ async fn view(args: ViewArgs) -> Result<()> {
             )?))
         };
         let summary = edgecam::view::view(client, &mut open, options).await?;
-        println!(
-            "{} frames received, {} shown, {} snapshots",
+        say(format_args!(
+            "{} frames received, {} shown, {} undecodable, {} snapshots",
             summary.received,
             summary.shown,
+            summary.undecodable,
             summary.snapshots.len()
-        );
+        ));
         for recording in &summary.recordings {
-            println!("{}", saved_line(recording));
+            let refused = match summary.not_recorded {
+                0 => String::new(),
+                n => format!(
+                    "; {n} frames not recorded (no picture size, or a picture over {})",
+                    args.max_picture
+                ),
+            };
+            say(format_args!("{}{refused}", saved_line(recording)));
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::clock::wall_now;
+use crate::throttle::Log;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
@@ -57,6 +58,27 @@ pub enum ClientError {
     Closed { peer: String },
     #[error("{peer} kept sending frames for {seconds} s after being told to stop")]
     DoesNotStop { peer: String, seconds: u64 },
+    #[error(
+        "no valid JPEG from {peer} within {seconds} s: {invalid} payloads were not JPEGs \
+         (the first {first}); is this an edgecam or legacy camera server?"
+    )]
+    NoValidFrame {
+        peer: String,
+        seconds: f64,
+        invalid: u64,
+        /// What the first invalid payload looked like: "was empty" or "began 55 6E 6B 6E".
+        first: String,
+    },
+}
+
+/// "was empty", or the first bytes of `payload` in hex ("began FF D8 FF E0 ..., 1234 bytes").
+fn describe_payload(payload: &[u8]) -> String {
+    if payload.is_empty() {
+        return "was empty".to_owned();
+    }
+    let head: Vec<String> = payload.iter().take(8).map(|b| format!("{b:02X}")).collect();
+    let more = if payload.len() > 8 { " ..." } else { "" };
+    format!("began {}{more}, {} bytes", head.join(" "), payload.len())
 }
 
 /// One frame as received.
@@ -93,6 +115,8 @@ pub struct Client {
     /// Smoothed time between streamed frames, to size the drain after `q`.
     frame_interval: Option<Duration>,
     invalid_frames: u64,
+    /// Warnings about invalid payloads: a few, then one line a second.
+    invalid_warnings: crate::throttle::Throttle,
 }
 
 impl Client {
@@ -110,6 +134,7 @@ impl Client {
             last_frame: None,
             frame_interval: None,
             invalid_frames: 0,
+            invalid_warnings: crate::throttle::Throttle::default(),
         })
     }
 
@@ -176,15 +201,34 @@ impl Client {
         }
     }
 
-    /// The next JPEG frame within the frame timeout; payloads that are not JPEG are counted
-    /// and skipped.
+    /// The next JPEG frame within the frame timeout, however many payloads that are not JPEG
+    /// images come first (they are counted and skipped, and warned about a few times, then
+    /// once a second). When only invalid payloads came in that time, the error says so.
     pub async fn next_frame(&mut self) -> Result<Received, ClientError> {
+        let timeout = self.config.frame_timeout;
+        let deadline = Instant::now() + timeout;
+        let mut invalid = 0u64;
+        let mut first_invalid = None;
         loop {
-            let Some(jpeg) = self
-                .stream
-                .next_frame_within(self.config.frame_timeout)
-                .await?
-            else {
+            let next = match tokio::time::timeout_at(deadline, self.stream.next_frame()).await {
+                Ok(next) => next?,
+                Err(_) if invalid > 0 => {
+                    return Err(ClientError::NoValidFrame {
+                        peer: self.peer().to_owned(),
+                        seconds: timeout.as_secs_f64(),
+                        invalid,
+                        first: first_invalid.unwrap_or_default(),
+                    });
+                }
+                Err(_) => {
+                    return Err(TransportError::Timeout {
+                        peer: self.peer().to_owned(),
+                        seconds: timeout.as_secs_f64(),
+                    }
+                    .into());
+                }
+            };
+            let Some(jpeg) = next else {
                 return Err(ClientError::Closed {
                     peer: self.peer().to_owned(),
                 });
@@ -192,7 +236,22 @@ impl Client {
             let received_at = wall_now();
             if !jpeg::is_jpeg(&jpeg) {
                 self.invalid_frames += 1;
-                tracing::warn!(peer = %self.peer(), len = jpeg.len(), "skipped a frame that is not a JPEG image");
+                invalid += 1;
+                first_invalid.get_or_insert_with(|| describe_payload(&jpeg));
+                match self.invalid_warnings.hit(std::time::Instant::now()) {
+                    Log::One => tracing::warn!(
+                        peer = %self.peer(),
+                        payload = %describe_payload(&jpeg),
+                        "skipped a payload that is not a JPEG image"
+                    ),
+                    Log::Summary(n) => tracing::warn!(
+                        peer = %self.peer(),
+                        total = self.invalid_frames,
+                        payload = %describe_payload(&jpeg),
+                        "skipped {n} more payloads that are not JPEG images in the last second or so"
+                    ),
+                    Log::Quiet => {}
+                }
                 continue;
             }
             let now = Instant::now();

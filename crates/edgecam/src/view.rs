@@ -1,21 +1,26 @@
 //! `edgecam view`: the stream in a window, with keys to stop and resume it (`q`), save a
 //! snapshot (`s`), start and stop recording (`r`) and quit (Esc).
 //!
-//! Two halves: a receiving task owns the connection and the recorder, so a recording gets
-//! every frame however slowly the window draws; the window loop shows the newest frame and
-//! turns keys into [`Control`]s. The window is behind the [`Window`] trait: minifb here
+//! Three parts: a receiving task owns the connection and the recorder, so a recording gets
+//! every frame however slowly the window draws; a decoding thread decodes the newest frame
+//! (never on the async runtime, so Ctrl-C and SIGTERM stay prompt whatever a frame costs); the
+//! window loop shows the newest decoded picture and turns keys into [`Control`]s. A frame
+//! whose JPEG claims a picture over [`ViewOptions::max_picture`] is never decoded, only
+//! counted as undecodable. The window is behind the [`Window`] trait: minifb here
 //! (feature `window`), OpenCV's highgui in builds with OpenCV, a scripted one in tests.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use edgecam_core::jpeg::{PictureError, PictureLimit};
 use edgecam_core::recorder::{Recorder, RecorderError, RecordingSummary};
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, Received};
+use crate::throttle::{Log, Throttle};
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +53,8 @@ pub struct Picture {
     pub width: u32,
     pub height: u32,
     pub rgb: Vec<u8>,
+    /// The sequence number edgecam stamped into the frame; `None` from a legacy server.
+    pub seq: Option<u64>,
 }
 
 /// Where pictures are shown.
@@ -82,6 +89,14 @@ pub enum ViewError {
     },
     #[error("a frame decoded to {0:?} pixels, which the viewer cannot show")]
     PixelFormat(jpeg_decoder::PixelFormat),
+    #[error("a frame was not decoded: {0}")]
+    Picture(#[from] PictureError),
+    #[error("a {width}x{height} picture does not fit in this machine's address space")]
+    TooLargeForMemory { width: u32, height: u32 },
+    #[error("cannot start the decoding thread")]
+    DecodeThread(#[source] std::io::Error),
+    #[error("the decoding thread stopped")]
+    DecoderGone,
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -96,8 +111,22 @@ pub enum ViewError {
 
 /// The pure-Rust decoder. `cargo xtask bench` measures it against libjpeg-turbo: on x86 the
 /// window's 60 Hz leaves time for either, and pure Rust needs nothing installed.
-pub fn decode(jpeg: &[u8]) -> Result<Picture, ViewError> {
+///
+/// The picture size the JPEG claims is checked against `limit` before anything is decoded
+/// or allocated (a 16 KB JPEG may claim 65535x65535), and the RGB size with checked
+/// arithmetic (32-bit boards). Slow for big pictures: call it off the async runtime.
+pub fn decode(jpeg: &[u8], limit: PictureLimit) -> Result<Picture, ViewError> {
+    let (width, height) = limit.check(jpeg)?;
+    let too_large = ViewError::TooLargeForMemory { width, height };
+    let rgb_len = edgecam_core::jpeg::rgb_len(width, height).ok_or(too_large)?;
     let mut decoder = jpeg_decoder::Decoder::new(jpeg);
+    // The decoder's own bound, in case it reads a size other than the one checked (CMYK
+    // output takes 4 bytes a pixel).
+    let most = limit
+        .max_rgb_bytes()
+        .and_then(|n| n.checked_div(3)?.checked_mul(4))
+        .unwrap_or(usize::MAX);
+    decoder.set_max_decoding_buffer_size(most);
     let pixels = decoder.decode().map_err(|source| ViewError::Decode {
         len: jpeg.len(),
         source,
@@ -108,16 +137,72 @@ pub fn decode(jpeg: &[u8]) -> Result<Picture, ViewError> {
             source: jpeg_decoder::Error::Format("no frame header".to_owned()),
         });
     };
+    let (width, height) = (u32::from(info.width), u32::from(info.height));
     let rgb = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
         jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
         other => return Err(ViewError::PixelFormat(other)),
     };
+    if rgb.len() != rgb_len || rgb.len() != edgecam_core::jpeg::rgb_len(width, height).unwrap_or(0)
+    {
+        return Err(ViewError::Decode {
+            len: jpeg.len(),
+            source: jpeg_decoder::Error::Format(format!(
+                "{width}x{height} decoded to {} bytes of RGB",
+                rgb.len()
+            )),
+        });
+    }
     Ok(Picture {
-        width: u32::from(info.width),
-        height: u32::from(info.height),
+        width,
+        height,
         rgb,
+        seq: edgecam_core::jpeg::Stamp::find(jpeg).map(|s| s.seq),
     })
+}
+
+/// What the decoding thread hands back: a picture, or why a frame could not be one.
+type Decoded = Result<(Picture, Bytes), ViewError>;
+
+/// A thread that decodes one frame at a time. A frame is handed over only while the thread
+/// waits for one, so it always decodes the newest frame there is, never a backlog; it ends
+/// when this is dropped (after the frame it is decoding, if any, without anyone waiting).
+struct DecodeThread {
+    frames: std::sync::mpsc::SyncSender<Bytes>,
+    decoded: std::sync::mpsc::Receiver<Decoded>,
+}
+
+impl DecodeThread {
+    fn start(limit: PictureLimit) -> Result<Self, ViewError> {
+        let (frames, frame_rx) = std::sync::mpsc::sync_channel::<Bytes>(0);
+        let (decoded_tx, decoded) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("view-decode".to_owned())
+            .spawn(move || {
+                for jpeg in frame_rx {
+                    let result = decode(&jpeg, limit).map(|picture| (picture, jpeg));
+                    if decoded_tx.send(result).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(ViewError::DecodeThread)?;
+        Ok(DecodeThread { frames, decoded })
+    }
+
+    /// Hands `jpeg` over if the thread is waiting for a frame; gives it back if it is busy.
+    fn offer(&self, jpeg: Bytes) -> Result<Option<Bytes>, ViewError> {
+        match self.frames.try_send(jpeg) {
+            Ok(()) => Ok(None),
+            Err(std::sync::mpsc::TrySendError::Full(jpeg)) => Ok(Some(jpeg)),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(ViewError::DecoderGone),
+        }
+    }
+
+    /// What was decoded since the last call, oldest first.
+    fn results(&self) -> Vec<Decoded> {
+        self.decoded.try_iter().collect()
+    }
 }
 
 /// Whether an X11 or Wayland display is named in the environment.
@@ -137,6 +222,9 @@ pub struct ViewOptions {
     pub peer: String,
     /// Cancelled (Ctrl-C): quit as Esc does.
     pub stop: CancellationToken,
+    /// Frames claiming a larger picture are not decoded (counted as undecodable) and not
+    /// recorded.
+    pub max_picture: PictureLimit,
 }
 
 /// What a viewing session did.
@@ -144,8 +232,11 @@ pub struct ViewOptions {
 pub struct ViewSummary {
     pub received: u64,
     pub shown: u64,
-    /// Frames that could not be decoded and were not shown (they are still recorded).
+    /// Frames that could not be decoded and were not shown (they are still recorded, unless
+    /// they claim a picture over the limit).
     pub undecodable: u64,
+    /// Frames not recorded: no picture size, or one over [`ViewOptions::max_picture`].
+    pub not_recorded: u64,
     pub snapshots: Vec<PathBuf>,
     pub recordings: Vec<RecordingSummary>,
 }
@@ -163,6 +254,7 @@ struct Status {
     streaming: bool,
     recording: Option<PathBuf>,
     received: u64,
+    not_recorded: u64,
 }
 
 const TICK: Duration = Duration::from_millis(15);
@@ -183,6 +275,7 @@ pub async fn view(
         latest_tx,
         status_tx,
         options.record.clone(),
+        options.max_picture,
     ));
     let mut summary = ViewSummary::default();
     let result = show(
@@ -202,6 +295,7 @@ pub async fn view(
     let (recordings, received_result) = received;
     summary.recordings = recordings;
     summary.received = status.borrow().received;
+    summary.not_recorded = status.borrow().not_recorded;
     // The window's error first: it is why the session ended, if it ended there.
     result.and(received_result).map(|()| summary)
 }
@@ -221,6 +315,10 @@ async fn show(
     let mut title = String::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let decoder = DecodeThread::start(options.max_picture)?;
+    // The newest frame not yet handed to the decoder.
+    let mut waiting: Option<Bytes> = None;
+    let mut warnings = Throttle::default();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -230,26 +328,44 @@ async fn show(
         if status.has_changed().is_err() {
             return Ok(());
         }
-        if latest.has_changed().unwrap_or(false) {
-            let frame = latest.borrow_and_update().clone();
-            if let Some(frame) = frame {
-                match decode(&frame.jpeg) {
-                    Ok(picture) => {
-                        let w = match window.as_mut() {
-                            Some(w) => w,
-                            None => window.insert(open_window(picture.width, picture.height)?),
-                        };
-                        w.show(&picture)?;
-                        summary.shown += 1;
-                        rate.tick();
-                        on_screen = Some(frame.jpeg);
-                    }
-                    Err(e) => {
-                        summary.undecodable += 1;
-                        tracing::warn!(error = %crate::error_chain(&e), "frame not shown");
+        if latest.has_changed().unwrap_or(false)
+            && let Some(frame) = latest.borrow_and_update().clone()
+        {
+            waiting = Some(frame.jpeg);
+        }
+        if let Some(jpeg) = waiting.take() {
+            waiting = decoder.offer(jpeg)?;
+        }
+        // Only the newest picture is shown; every failure is counted.
+        let mut newest = None;
+        for result in decoder.results() {
+            match result {
+                Ok(decoded) => newest = Some(decoded),
+                Err(e) => {
+                    summary.undecodable += 1;
+                    match warnings.hit(Instant::now()) {
+                        Log::One => {
+                            tracing::warn!(error = %crate::error_chain(&e), "frame not shown")
+                        }
+                        Log::Summary(n) => tracing::warn!(
+                            error = %crate::error_chain(&e),
+                            undecodable = summary.undecodable,
+                            "{n} more frames not shown in the last second or so"
+                        ),
+                        Log::Quiet => {}
                     }
                 }
             }
+        }
+        if let Some((picture, jpeg)) = newest {
+            let w = match window.as_mut() {
+                Some(w) => w,
+                None => window.insert(open_window(picture.width, picture.height)?),
+            };
+            w.show(&picture)?;
+            summary.shown += 1;
+            rate.tick();
+            on_screen = Some(jpeg);
         }
         let Some(w) = window.as_mut() else { continue };
         if !w.is_open() {
@@ -275,7 +391,12 @@ async fn show(
                 return Ok(());
             }
         }
-        let now = title_for(&options.peer, &status.borrow(), rate.fps());
+        let now = title_for(
+            &options.peer,
+            &status.borrow(),
+            rate.fps(),
+            summary.undecodable,
+        );
         if now != title {
             w.set_title(&now);
             title = now;
@@ -283,7 +404,7 @@ async fn show(
     }
 }
 
-fn title_for(peer: &str, status: &Status, fps: f64) -> String {
+fn title_for(peer: &str, status: &Status, fps: f64, undecodable: u64) -> String {
     let state = if status.streaming {
         format!("{fps:.1} fps")
     } else {
@@ -295,7 +416,13 @@ fn title_for(peer: &str, status: &Status, fps: f64) -> String {
             path.file_name().unwrap_or_default().to_string_lossy()
         )
     });
-    format!("edgecam {peer} - {state}{recording} - q stop/resume, s snapshot, r record, Esc quit")
+    let undecodable = match undecodable {
+        0 => String::new(),
+        n => format!(" - {n} undecodable"),
+    };
+    format!(
+        "edgecam {peer} - {state}{undecodable}{recording} - q stop/resume, s snapshot, r record, Esc quit"
+    )
 }
 
 /// Writes `jpeg` as it was received to `snapshot_<unix-ms>.jpg` in `dir` (`-2`, `-3`, ...
@@ -357,13 +484,15 @@ async fn receive(
     latest: watch::Sender<Option<Received>>,
     status: watch::Sender<Status>,
     record: Option<PathBuf>,
+    max_picture: PictureLimit,
 ) -> (Vec<RecordingSummary>, Result<(), ViewError>) {
     let mut recorder: Option<edgecam_recorder::AviRecorder> = None;
     let mut recordings = Vec::new();
     let result: Result<(), ViewError> = async {
         if let Some(path) = record {
-            recorder = Some(start_recording(&status, path).await?);
+            recorder = Some(start_recording(&status, path, max_picture).await?);
         }
+        let mut refused = Throttle::default();
         client.start_stream().await?;
         status.send_modify(|s| s.streaming = true);
         loop {
@@ -384,14 +513,30 @@ async fn receive(
                             status.send_modify(|s| s.recording = None);
                             recordings.push(finish_recording(&mut r).await?);
                         }
-                        None => recorder = Some(start_recording(&status, path).await?),
+                        None => {
+                            recorder = Some(start_recording(&status, path, max_picture).await?)
+                        }
                     },
                 },
                 frame = client.next_frame(), if streaming => {
                     let frame = frame?;
                     let received = status.borrow().received + 1;
                     if let Some(r) = recorder.as_mut() {
-                        r.write_frame(&frame.clone().into_frame(received)).await?;
+                        // Refused frames (no picture size, or one over the limit) are skipped.
+                        match r.write_frame(&frame.clone().into_frame(received)).await {
+                            Ok(()) => {}
+                            Err(e) if e.is_refused_frame() => {
+                                status.send_modify(|s| s.not_recorded += 1);
+                                if refused.hit(Instant::now()) != Log::Quiet {
+                                    tracing::warn!(
+                                        error = %crate::error_chain(&e),
+                                        not_recorded = refused.total(),
+                                        "frame not recorded"
+                                    );
+                                }
+                            }
+                            Err(e) => return Err(e.into()),
+                        }
                     }
                     status.send_modify(|s| s.received = received);
                     latest.send_replace(Some(frame));
@@ -420,9 +565,10 @@ async fn receive(
 async fn start_recording(
     status: &watch::Sender<Status>,
     path: PathBuf,
+    max_picture: PictureLimit,
 ) -> Result<edgecam_recorder::AviRecorder, ViewError> {
-    let mut recorder =
-        edgecam_recorder::AviRecorder::new(&path, edgecam_recorder::AviConfig::default());
+    let config = edgecam_recorder::AviConfig::default().with_max_picture(max_picture);
+    let mut recorder = edgecam_recorder::AviRecorder::new(&path, config);
     recorder.start().await?;
     tracing::info!(path = %path.display(), "recording");
     status.send_modify(|s| s.recording = Some(path));
@@ -599,7 +745,8 @@ mod tests {
                 jpeg_encoder::ColorType::Rgb,
             )
             .unwrap();
-        let picture = decode(&jpeg).unwrap();
+        let limit = PictureLimit::default();
+        let picture = decode(&jpeg, limit).unwrap();
         assert_eq!((picture.width, picture.height), (16, 8));
         assert_eq!(picture.rgb.len(), 16 * 8 * 3);
         assert!(
@@ -608,12 +755,57 @@ mod tests {
             &picture.rgb[..3]
         );
         assert!(matches!(
-            decode(&jpeg[..jpeg.len() / 3]),
+            decode(&jpeg[..jpeg.len() / 3], limit),
             Err(ViewError::Decode { .. })
         ));
         assert!(matches!(
-            decode(b"not a jpeg"),
-            Err(ViewError::Decode { .. })
+            decode(b"not a jpeg", limit),
+            Err(ViewError::Picture(PictureError::NoSize))
+        ));
+    }
+
+    /// A real 16x8 JPEG whose SOF claims `width` x `height` instead.
+    fn claiming(width: u16, height: u16) -> Vec<u8> {
+        let mut jpeg = Vec::new();
+        jpeg_encoder::Encoder::new(&mut jpeg, 90)
+            .encode(&[7u8; 16 * 8 * 3], 16, 8, jpeg_encoder::ColorType::Rgb)
+            .unwrap();
+        let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
+        jpeg
+    }
+
+    #[test]
+    fn a_claimed_picture_over_the_limit_is_refused_before_decoding() {
+        let limit = PictureLimit::default();
+        let started = Instant::now();
+        for (w, h) in [(65535, 65535), (16384, 16384), (8193, 8)] {
+            let err = decode(&claiming(w, h), limit).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    ViewError::Picture(PictureError::TooLarge { width, height, .. })
+                        if (width, height) == (u32::from(w), u32::from(h))
+                ),
+                "{err:?}"
+            );
+            assert!(
+                err.to_string().contains("more than the 8192x8192 allowed"),
+                "{err}"
+            );
+        }
+        // Refused from the SOF alone: nothing was allocated or decoded.
+        assert!(started.elapsed() < Duration::from_millis(500));
+        assert!(decode(&claiming(16, 8), limit).is_ok());
+        let small: PictureLimit = "8x8".parse().unwrap();
+        assert!(matches!(
+            decode(&claiming(16, 8), small),
+            Err(ViewError::Picture(PictureError::TooLarge { .. }))
+        ));
+        assert!(matches!(
+            decode(&claiming(0, 8), limit),
+            Err(ViewError::Picture(PictureError::NoSize))
         ));
     }
 
@@ -623,12 +815,14 @@ mod tests {
             streaming: true,
             recording: Some(PathBuf::from("/tmp/video_stream_1.avi")),
             received: 3,
+            not_recorded: 0,
         };
         assert_eq!(
-            title_for("board:6810", &status, 29.97),
+            title_for("board:6810", &status, 29.97, 0),
             "edgecam board:6810 - 30.0 fps - REC video_stream_1.avi - q stop/resume, s snapshot, r record, Esc quit"
         );
         let stopped = Status::default();
-        assert!(title_for("b", &stopped, 0.0).contains(" - stopped - "));
+        assert!(title_for("b", &stopped, 0.0, 0).contains(" - stopped - "));
+        assert!(title_for("b", &stopped, 0.0, 7).contains(" - stopped - 7 undecodable - "));
     }
 }

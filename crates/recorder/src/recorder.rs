@@ -96,6 +96,7 @@ impl AviRecorder {
     fn error(&self, e: AviError, seq: u64) -> RecorderError {
         match e {
             AviError::NotJpeg | AviError::NoPictureSize => RecorderError::NotJpeg { seq },
+            AviError::PictureTooLarge(source) => RecorderError::Picture { seq, source },
             AviError::Finished => RecorderError::NotStarted,
             AviError::Io { source, .. } => RecorderError::Io {
                 path: self.path.clone(),
@@ -352,6 +353,15 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RecorderError::NotJpeg { seq: 3 }), "{err:?}");
+        // A JPEG claiming a 65535x65535 picture: skipped, as one refused frame.
+        let err = recorder
+            .write_frame(&frame(5, jpeg(65535, 65535, 5, 5)))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, RecorderError::Picture { seq: 5, .. }) && err.is_refused_frame(),
+            "{err:?}"
+        );
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
 
         recorder

@@ -6,7 +6,7 @@ use std::fs::File;
 use std::io::{self, Cursor, Seek, SeekFrom, Write};
 use std::time::Duration;
 
-use edgecam_core::jpeg::{dimensions, is_jpeg};
+use edgecam_core::jpeg::{PictureError, PictureLimit, is_jpeg};
 use edgecam_core::time::Timestamp;
 use thiserror::Error;
 
@@ -57,6 +57,9 @@ pub struct AviConfig {
     /// How often [`AviRecorder`](crate::AviRecorder) brings the header up to date and asks
     /// the OS to put the data on disk (fdatasync). Default one second.
     pub sync_interval: Duration,
+    /// Frames claiming a larger picture are refused ([`AviError::PictureTooLarge`]), so that
+    /// no such size reaches the header. Default 8192x8192.
+    pub max_picture: PictureLimit,
     /// RIFFs are closed before they reach this size. Only tests change it.
     pub(crate) riff_limit: u64,
 }
@@ -66,12 +69,19 @@ impl Default for AviConfig {
         AviConfig {
             fallback_frame_rate: FrameRate::per_second(25),
             sync_interval: Duration::from_secs(1),
+            max_picture: PictureLimit::default(),
             riff_limit: RIFF_LIMIT,
         }
     }
 }
 
 impl AviConfig {
+    /// Refuses frames that claim a picture larger than `limit`.
+    pub fn with_max_picture(mut self, limit: PictureLimit) -> Self {
+        self.max_picture = limit;
+        self
+    }
+
     /// Closes each RIFF before it reaches `bytes` instead of 1 GiB, so that tests exercise
     /// the OpenDML (multi-RIFF) layout with small files. Not for recordings: each RIFF holds
     /// at least one frame, and a file holds at most 1024 RIFFs.
@@ -95,6 +105,10 @@ pub enum AviError {
         "the JPEG has no start-of-frame marker, so its picture size is unknown; it was not recorded"
     )]
     NoPictureSize,
+    /// The SOF claims more than [`AviConfig::max_picture`]: a hostile or broken JPEG, whose
+    /// size must not become the file's.
+    #[error("{0}; it was not recorded")]
+    PictureTooLarge(PictureError),
     #[error(
         "the frame is {}x{} but this file's frames are {}x{}; an AVI file holds one picture size, \
          so record into a new file (recording in segments does so by itself); the frame was not recorded",
@@ -361,7 +375,8 @@ impl<F: AviFile> AviWriter<F> {
     /// serves to measure the frame rate).
     ///
     /// Refused, with nothing written: a payload that is not a whole JPEG, one without a
-    /// start-of-frame marker, one with another picture size than the first frame's
+    /// start-of-frame marker (or with a side of 0), one claiming a picture larger than
+    /// [`AviConfig::max_picture`], one with another picture size than the first frame's
     /// ([`AviError::SizeChanged`]: an AVI file has one picture size), one over
     /// [`MAX_FRAME_BYTES`], and any frame once the file reached the OpenDML limit. When the
     /// write itself fails (full disk, ...), the partial chunk is cut off again and the error
@@ -375,7 +390,10 @@ impl<F: AviFile> AviWriter<F> {
         if !is_jpeg(jpeg) {
             return Err(AviError::NotJpeg);
         }
-        let found = dimensions(jpeg).ok_or(AviError::NoPictureSize)?;
+        let found = self.config.max_picture.check(jpeg).map_err(|e| match e {
+            PictureError::NoSize => AviError::NoPictureSize,
+            too_large @ PictureError::TooLarge { .. } => AviError::PictureTooLarge(too_large),
+        })?;
         if let Some(expected) = self.size
             && expected != found
         {
@@ -1045,6 +1063,46 @@ mod tests {
         let err = w.write_frame(&jpeg(64, 48, 11, 3), T0).unwrap_err();
         assert!(matches!(err, AviError::Finished), "{err:?}");
         assert!(matches!(w.finish().unwrap_err(), AviError::Finished));
+    }
+
+    #[test]
+    fn a_claimed_picture_over_the_limit_never_reaches_the_header() {
+        let mut w = AviWriter::new(Cursor::new(Vec::new()), AviConfig::default()).unwrap();
+        let len = w.file_bytes();
+        // First, so that an unchecked size would become the file's.
+        for (width, height) in [(65535, 65535), (16384, 16384), (8193, 48), (0, 48), (64, 0)] {
+            let err = w.write_frame(&jpeg(width, height, 10, 1), T0).unwrap_err();
+            if width == 0 || height == 0 {
+                assert!(matches!(err, AviError::NoPictureSize), "{err:?}");
+            } else {
+                assert!(
+                    matches!(
+                        err,
+                        AviError::PictureTooLarge(PictureError::TooLarge { width: w, height: h, .. })
+                            if (w, h) == (u32::from(width), u32::from(height))
+                    ),
+                    "{err:?}"
+                );
+                assert!(
+                    err.to_string().contains("more than the 8192x8192 allowed"),
+                    "{err}"
+                );
+            }
+            assert_eq!(w.file_bytes(), len);
+        }
+        w.write_frame(&jpeg(64, 48, 10, 2), T0).unwrap();
+        w.write_frame(&jpeg(65535, 65535, 10, 3), T0).unwrap_err();
+        let summary = w.finish().unwrap();
+        assert_eq!((summary.width, summary.height, summary.frames), (64, 48, 1));
+        let reader = AviReader::new(Cursor::new(w.into_file().into_inner()), "t.avi").unwrap();
+        assert_eq!((reader.info().width, reader.info().height), (64, 48));
+
+        // The limit is the config's.
+        let config = AviConfig::default().with_max_picture("32x32".parse().unwrap());
+        let mut w = AviWriter::new(Cursor::new(Vec::new()), config).unwrap();
+        let err = w.write_frame(&jpeg(64, 48, 10, 1), T0).unwrap_err();
+        assert!(matches!(err, AviError::PictureTooLarge(_)), "{err:?}");
+        w.write_frame(&jpeg(32, 32, 10, 1), T0).unwrap();
     }
 
     #[test]

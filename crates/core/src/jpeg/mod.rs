@@ -117,6 +117,98 @@ pub fn dimensions(data: &[u8]) -> Option<(u32, u32)> {
     })
 }
 
+/// The largest picture a client decodes or records, checked on the SOF marker before anything
+/// is allocated for the picture: a 16 KB JPEG may claim 65535x65535, which decodes to 12 GiB
+/// of RGB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PictureLimit {
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+impl Default for PictureLimit {
+    /// 8192x8192: well above 8K video (7680x4320); 192 MiB of RGB at most.
+    fn default() -> Self {
+        PictureLimit {
+            max_width: 8192,
+            max_height: 8192,
+        }
+    }
+}
+
+impl std::fmt::Display for PictureLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}x{}", self.max_width, self.max_height)
+    }
+}
+
+/// Why [`PictureLimit::check`] refused a JPEG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PictureError {
+    #[error("the JPEG states no picture size (no start-of-frame marker, or a side of 0)")]
+    NoSize,
+    #[error("the JPEG claims a {width}x{height} picture, more than the {limit} allowed")]
+    TooLarge {
+        width: u32,
+        height: u32,
+        limit: PictureLimit,
+    },
+}
+
+impl PictureLimit {
+    /// The picture size `jpeg`'s SOF marker states, if it is within the limit.
+    pub fn check(&self, jpeg: &[u8]) -> Result<(u32, u32), PictureError> {
+        let (width, height) = dimensions(jpeg).ok_or(PictureError::NoSize)?;
+        if width == 0 || height == 0 {
+            return Err(PictureError::NoSize);
+        }
+        if width > self.max_width || height > self.max_height {
+            return Err(PictureError::TooLarge {
+                width,
+                height,
+                limit: *self,
+            });
+        }
+        Ok((width, height))
+    }
+
+    /// The bytes of packed 8-bit RGB for a picture at the limit, `None` if that does not fit
+    /// in `usize` (a 32-bit board with a large limit).
+    pub fn max_rgb_bytes(&self) -> Option<usize> {
+        rgb_len(self.max_width, self.max_height)
+    }
+}
+
+/// The bytes of a `width` x `height` picture of packed 8-bit RGB, `None` if that does not fit
+/// in `usize` (on 32-bit boards `usize` is 32 bits).
+pub fn rgb_len(width: u32, height: u32) -> Option<usize> {
+    let len = u64::from(width)
+        .checked_mul(u64::from(height))?
+        .checked_mul(3)?;
+    usize::try_from(len).ok()
+}
+
+/// Parses `WxH` (as `--max-picture 8192x8192` takes it).
+impl std::str::FromStr for PictureLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parsed = s.split_once(['x', 'X']).and_then(|(w, h)| {
+            let w: u32 = w.trim().parse().ok()?;
+            let h: u32 = h.trim().parse().ok()?;
+            (w > 0 && h > 0 && w <= 65535 && h <= 65535).then_some((w, h))
+        });
+        parsed
+            .map(|(max_width, max_height)| PictureLimit {
+                max_width,
+                max_height,
+            })
+            .ok_or_else(|| {
+                format!("{s:?} is not a picture size WIDTHxHEIGHT from 1x1 to 65535x65535 (try 8192x8192)")
+            })
+    }
+}
+
 /// What edgecam writes into every frame it encodes, so that a client can tell latency and
 /// skipped frames. Frames from other servers simply have none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,6 +272,7 @@ fn push_com_segment(out: &mut Vec<u8>, text: &str) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -214,6 +307,57 @@ mod tests {
         assert_eq!(Stamp::find(&j), Some(stamp));
         assert_eq!(dimensions(&j), Some((640, 480)));
         assert!(is_jpeg(&j));
+    }
+
+    #[test]
+    fn the_picture_limit_refuses_huge_zero_and_missing_sizes() {
+        let limit = PictureLimit::default();
+        assert_eq!(limit.check(&tiny_jpeg()), Ok((640, 480)));
+        // SOF0 claiming 65535x65535 (height bytes, then width bytes).
+        let mut huge = tiny_jpeg();
+        huge[25..29].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            limit.check(&huge),
+            Err(PictureError::TooLarge {
+                width: 65535,
+                height: 65535,
+                limit
+            })
+        );
+        let mut zero = tiny_jpeg();
+        zero[25..27].copy_from_slice(&[0, 0]);
+        assert_eq!(limit.check(&zero), Err(PictureError::NoSize));
+        assert_eq!(limit.check(b"Unknown command"), Err(PictureError::NoSize));
+        assert_eq!(
+            "640x480"
+                .parse::<PictureLimit>()
+                .unwrap()
+                .check(&tiny_jpeg()),
+            Ok((640, 480))
+        );
+        assert!(
+            "639x480"
+                .parse::<PictureLimit>()
+                .unwrap()
+                .check(&tiny_jpeg())
+                .is_err()
+        );
+        assert!("0x5".parse::<PictureLimit>().is_err());
+        assert!("big".parse::<PictureLimit>().is_err());
+        assert_eq!(limit.to_string(), "8192x8192");
+    }
+
+    #[test]
+    fn rgb_lengths_are_checked() {
+        assert_eq!(rgb_len(640, 480), Some(640 * 480 * 3));
+        // 65535 * 65535 * 3 is about 12.9e9: more than a 32-bit usize holds.
+        let huge = rgb_len(65535, 65535);
+        if usize::BITS == 32 {
+            assert_eq!(huge, None);
+        } else {
+            assert_eq!(huge, Some(65535 * 65535 * 3));
+        }
+        assert_eq!(rgb_len(u32::MAX, u32::MAX), None);
     }
 
     #[test]
