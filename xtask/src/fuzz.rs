@@ -10,7 +10,6 @@ use std::ffi::OsString;
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
@@ -229,10 +228,11 @@ pub(crate) fn fuzz_args(
     ]
 }
 
-/// What a libFuzzer run printed: how many inputs it ran, and the crashing input it wrote.
+/// What a libFuzzer run printed: how many inputs it ran in how many seconds, and the
+/// crashing input it wrote.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Report {
-    pub runs: Option<u64>,
+    pub runs: Option<(u64, u64)>,
     pub crash: Option<String>,
 }
 
@@ -241,7 +241,10 @@ pub(crate) fn read_report(log: &str) -> Report {
     let mut report = Report::default();
     for line in log.lines() {
         if let Some(rest) = line.strip_prefix("Done ") {
-            report.runs = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if let [runs, "runs", "in", seconds, ..] = words[..] {
+                report.runs = runs.parse().ok().zip(seconds.parse().ok());
+            }
         }
         if let Some((_, path)) = line.split_once("Test unit written to ") {
             report.crash = Some(path.trim().to_owned());
@@ -263,7 +266,6 @@ fn run_target(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
     println!("==> {shown} (output in {})", log_path.display());
     let log = File::create(&log_path)
         .with_context(|| format!("could not create {}", log_path.display()))?;
-    let started = Instant::now();
     let status = proxy_cargo()
         .args(&args)
         .current_dir(&ctx.root)
@@ -271,7 +273,6 @@ fn run_target(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
         .stderr(log)
         .status()
         .with_context(|| format!("could not start `{shown}`: is cargo on the PATH?"))?;
-    let elapsed = started.elapsed().as_secs();
     let text = fs::read_to_string(&log_path).unwrap_or_default();
     let report = read_report(&text);
     if let Some(crash) = report.crash {
@@ -290,7 +291,7 @@ fn run_target(ctx: &Ctx, target: &str, seconds: u64) -> Result<()> {
         );
     }
     match (status.success(), report.runs) {
-        (true, Some(runs)) => {
+        (true, Some((runs, elapsed))) => {
             println!("fuzz {target}: {runs} runs in {elapsed} s, ok");
             Ok(())
         }
@@ -383,7 +384,7 @@ mod tests {
         assert_eq!(
             read_report(ok),
             Report {
-                runs: Some(123456),
+                runs: Some((123456, 31)),
                 crash: None
             }
         );
