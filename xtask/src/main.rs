@@ -8,8 +8,9 @@
 //!   runtime, sockets, OpenCV, libjpeg-turbo or libc, and only edgecam-camera-opencv
 //!   depends on `opencv`); then the feature legs that need system libraries
 //!   (`turbojpeg`, `opencv`), and `board-emulate` (the armv7 build smoke-tested under
-//!   qemu-arm), each skipped, with the reason, where what it needs is missing. It stops at the first failure, naming the step and the command that
-//!   re-runs it, and ends with a table of legs.
+//!   qemu-arm), and `fuzz` (every cargo-fuzz target for 30 s), each skipped, with the
+//!   reason, where what it needs is missing. It stops at the first failure, naming the
+//!   step and the command that re-runs it, and ends with a table of legs.
 //! - `cargo xtask layering`: the layering check alone.
 //! - `cargo xtask bench [args...]`: `cargo run --release --locked -p edgecam -- bench
 //!   [args...]`; the benchmark itself lives in the edgecam binary.
@@ -18,6 +19,9 @@
 //!   systemd service (`board.rs`); `--emulate` smoke-tests the armv7 build here under
 //!   qemu-arm (`emulate.rs`), which is also the `board-emulate` CI leg. The cross
 //!   toolchain checks are in `toolchain.rs`.
+//! - `cargo xtask fuzz [--seconds N] [--seeds] [TARGET...]`: runs the cargo-fuzz targets in
+//!   `fuzz/` (its own workspace, outside this one) with nightly Rust (`fuzz.rs`); also the
+//!   `fuzz` CI leg.
 //! - `cargo xtask help`: the usage text.
 //!
 //! xtask stays light on purpose: `anyhow`, a hand-written argument parser,
@@ -26,6 +30,7 @@
 
 mod board;
 mod emulate;
+mod fuzz;
 mod toolchain;
 
 use std::collections::BTreeSet;
@@ -49,6 +54,9 @@ Commands:
                    build edgecam for an ARM board, copy it there and run it over ssh
                    (or install it as a systemd service); --emulate runs the armv7
                    build here under qemu-arm; see `cargo xtask run-board --help`
+  fuzz [--seconds N] [--seeds] [TARGET...]
+                   run the cargo-fuzz targets (nightly), 30 s each by default;
+                   see `cargo xtask fuzz --help`
   help             print this text
 ";
 
@@ -70,6 +78,7 @@ fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Some("bench") => bench(&ctx, &rest),
         Some("run-board") => board::run_board(&ctx, &rest).map(|()| ExitCode::SUCCESS),
+        Some("fuzz") => fuzz::run(&ctx, &rest).map(|()| ExitCode::SUCCESS),
         Some(other) => {
             eprint!("error: unknown command `{other}`\n\n{USAGE}");
             Ok(ExitCode::FAILURE)
@@ -415,6 +424,15 @@ const LEGS: &[Leg] = &[
         steps: &[Step::Check {
             run: emulate::run,
             rerun: "cargo xtask run-board --emulate",
+        }],
+    },
+    // Last: the longest leg (the nightly AddressSanitizer build, then 6 targets x 30 s).
+    Leg {
+        name: "fuzz",
+        probe: fuzz::probe,
+        steps: &[Step::Check {
+            run: fuzz::ci,
+            rerun: "cargo xtask fuzz --seconds 30",
         }],
     },
 ];
