@@ -12,7 +12,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
 use crate::PipeError;
-use crate::limit::{RateLimit, Verdict};
+use edgecam_core::limit::{RateLimit, Verdict};
 
 /// How long the child's group has between SIGTERM and SIGKILL.
 pub(crate) const GRACE: Duration = Duration::from_secs(1);
@@ -136,7 +136,7 @@ impl Drop for ChildProc {
 /// Logs each line of `stderr` as a warning tagged with the camera, at most ten per ten
 /// seconds, and keeps the last one.
 async fn log_stderr(name: String, mut stderr: ChildStderr, last: Arc<Mutex<Option<String>>>) {
-    let mut limit = RateLimit::logs();
+    let mut limit = RateLimit::lines();
     let mut line: Vec<u8> = Vec::with_capacity(MAX_LINE);
     let mut chunk = [0u8; 4096];
     let mut emit = |line: &mut Vec<u8>| {

@@ -63,7 +63,6 @@
 mod camera;
 mod child;
 mod config;
-mod limit;
 mod reader;
 
 use edgecam_core::camera::{Camera, CameraContext, CameraError, CameraKind};

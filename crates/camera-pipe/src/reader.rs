@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::child::ChildProc;
-use crate::limit::{RateLimit, Verdict};
+use edgecam_core::limit::{RateLimit, Verdict};
 
 /// What the reader shares with the camera: the newest frame, and why it ended.
 #[derive(Debug, Default)]
@@ -258,7 +258,7 @@ impl Reader {
     pub(crate) async fn run(mut self) {
         let mut problems = Problems {
             name: self.name.clone(),
-            limit: RateLimit::logs(),
+            limit: RateLimit::lines(),
         };
         let mut deadline = (!self.wait_for_writer).then(|| Instant::now() + self.timeout);
         let mut next_frame_at: Option<Instant> = None;

@@ -11,6 +11,7 @@ pub mod camera;
 pub mod codec;
 pub mod frame;
 pub mod jpeg;
+pub mod limit;
 pub mod recorder;
 pub mod session;
 pub mod spec;

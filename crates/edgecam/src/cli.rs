@@ -13,6 +13,7 @@ use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
 use edgecam_core::camera::CameraContext;
 use edgecam_core::jpeg::PictureLimit;
+use edgecam_core::limit::{RateLimit, Verdict};
 use edgecam_core::recorder::{Recorder, RecordingSummary};
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
@@ -532,7 +533,7 @@ async fn receive(
     let started = Instant::now();
     let mut stats = StreamStats::default();
     let mut progress = Progress::default();
-    let mut refused = edgecam::throttle::Throttle::default();
+    let mut refused = RateLimit::repeats();
     let deadline = seconds.map(|s| tokio::time::Instant::from_std(started + s));
     let result: Result<()> = async {
         while frames.is_none_or(|n| stats.frames < n) {
@@ -555,15 +556,11 @@ async fn receive(
                 match written {
                     Ok(()) => {}
                     Err(e) if e.is_refused_frame() => {
-                        match refused.hit(Instant::now()) {
-                            edgecam::throttle::Log::One => {
-                                tracing::warn!(error = %edgecam::error_chain(&e), "frame skipped")
-                            }
-                            edgecam::throttle::Log::Summary(n) => tracing::warn!(
+                        if let Verdict::Log { suppressed } = refused.check(Instant::now()) {
+                            tracing::warn!(
                                 error = %edgecam::error_chain(&e),
-                                "{n} more frames skipped in the last second or so"
-                            ),
-                            edgecam::throttle::Log::Quiet => {}
+                                "frame skipped ({suppressed} more since the last such line)"
+                            );
                         }
                         continue;
                     }

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use crate::clock::wall_now;
-use crate::throttle::Log;
+use edgecam_core::limit::{RateLimit, Verdict};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientConfig {
@@ -116,7 +116,7 @@ pub struct Client {
     frame_interval: Option<Duration>,
     invalid_frames: u64,
     /// Warnings about invalid payloads: a few, then one line a second.
-    invalid_warnings: crate::throttle::Throttle,
+    invalid_warnings: RateLimit,
 }
 
 impl Client {
@@ -134,7 +134,7 @@ impl Client {
             last_frame: None,
             frame_interval: None,
             invalid_frames: 0,
-            invalid_warnings: crate::throttle::Throttle::default(),
+            invalid_warnings: RateLimit::repeats(),
         })
     }
 
@@ -238,19 +238,15 @@ impl Client {
                 self.invalid_frames += 1;
                 invalid += 1;
                 first_invalid.get_or_insert_with(|| describe_payload(&jpeg));
-                match self.invalid_warnings.hit(std::time::Instant::now()) {
-                    Log::One => tracing::warn!(
-                        peer = %self.peer(),
-                        payload = %describe_payload(&jpeg),
-                        "skipped a payload that is not a JPEG image"
-                    ),
-                    Log::Summary(n) => tracing::warn!(
+                if let Verdict::Log { suppressed } =
+                    self.invalid_warnings.check(std::time::Instant::now())
+                {
+                    tracing::warn!(
                         peer = %self.peer(),
                         total = self.invalid_frames,
                         payload = %describe_payload(&jpeg),
-                        "skipped {n} more payloads that are not JPEG images in the last second or so"
-                    ),
-                    Log::Quiet => {}
+                        "skipped a payload that is not a JPEG image ({suppressed} more since the last such line)"
+                    );
                 }
                 continue;
             }

@@ -9,7 +9,6 @@ pub mod client;
 pub mod clock;
 pub mod no_signal;
 pub mod server;
-pub mod throttle;
 pub mod view;
 
 pub use edgecam_core::error_chain;

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{Client, ClientError, Received};
-use crate::throttle::{Log, Throttle};
+use edgecam_core::limit::{RateLimit, Verdict};
 
 /// What a key asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,7 +318,7 @@ async fn show(
     let decoder = DecodeThread::start(options.max_picture)?;
     // The newest frame not yet handed to the decoder.
     let mut waiting: Option<Bytes> = None;
-    let mut warnings = Throttle::default();
+    let mut warnings = RateLimit::repeats();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -343,16 +343,12 @@ async fn show(
                 Ok(decoded) => newest = Some(decoded),
                 Err(e) => {
                     summary.undecodable += 1;
-                    match warnings.hit(Instant::now()) {
-                        Log::One => {
-                            tracing::warn!(error = %crate::error_chain(&e), "frame not shown")
-                        }
-                        Log::Summary(n) => tracing::warn!(
+                    if let Verdict::Log { suppressed } = warnings.check(Instant::now()) {
+                        tracing::warn!(
                             error = %crate::error_chain(&e),
                             undecodable = summary.undecodable,
-                            "{n} more frames not shown in the last second or so"
-                        ),
-                        Log::Quiet => {}
+                            "frame not shown ({suppressed} more since the last such line)"
+                        );
                     }
                 }
             }
@@ -492,7 +488,7 @@ async fn receive(
         if let Some(path) = record {
             recorder = Some(start_recording(&status, path, max_picture).await?);
         }
-        let mut refused = Throttle::default();
+        let mut refused = RateLimit::repeats();
         client.start_stream().await?;
         status.send_modify(|s| s.streaming = true);
         loop {
@@ -527,7 +523,7 @@ async fn receive(
                             Ok(()) => {}
                             Err(e) if e.is_refused_frame() => {
                                 status.send_modify(|s| s.not_recorded += 1);
-                                if refused.hit(Instant::now()) != Log::Quiet {
+                                if refused.check(Instant::now()) != Verdict::Drop {
                                     tracing::warn!(
                                         error = %crate::error_chain(&e),
                                         not_recorded = refused.total(),

@@ -1,22 +1,24 @@
-//! [`RateLimit`]: at most so many log lines per window, then a count of those suppressed. Time
-//! is a parameter, so the rule is tested without waiting.
+//! [`RateLimit`]: at most so many log lines per window, then a count of those suppressed, for
+//! any warning that outside input can repeat without end (a child's standard error, a server
+//! sending garbage). Time is a parameter, so the rule is tested without waiting.
 
 use std::time::{Duration, Instant};
 
 /// Allows `max` events per `window`; the rest are counted and reported when the next window
 /// opens.
 #[derive(Debug)]
-pub(crate) struct RateLimit {
+pub struct RateLimit {
     max: u32,
     window: Duration,
     started: Option<Instant>,
     allowed: u32,
     suppressed: u64,
+    total: u64,
 }
 
 /// What to do with one event.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Verdict {
+pub enum Verdict {
     /// Log it; `suppressed` were dropped in the window before (0: none).
     Log { suppressed: u64 },
     /// Drop it (it is counted).
@@ -24,22 +26,31 @@ pub(crate) enum Verdict {
 }
 
 impl RateLimit {
-    pub(crate) fn new(max: u32, window: Duration) -> RateLimit {
+    pub fn new(max: u32, window: Duration) -> RateLimit {
         RateLimit {
             max,
             window,
             started: None,
             allowed: 0,
             suppressed: 0,
+            total: 0,
         }
     }
 
-    /// Ten per ten seconds: what every noisy source in this crate gets.
-    pub(crate) fn logs() -> RateLimit {
+    /// Ten per ten seconds: for lines worth reading one by one (a child's standard error).
+    pub fn lines() -> RateLimit {
         RateLimit::new(10, Duration::from_secs(10))
     }
 
-    pub(crate) fn check(&mut self, now: Instant) -> Verdict {
+    /// One a second: for the same warning repeated (a payload that is not a JPEG), each line
+    /// saying how many went unlogged before it.
+    pub fn repeats() -> RateLimit {
+        RateLimit::new(1, Duration::from_secs(1))
+    }
+
+    /// One more event at `now`.
+    pub fn check(&mut self, now: Instant) -> Verdict {
+        self.total += 1;
         let mut suppressed = 0;
         let expired = self
             .started
@@ -59,8 +70,13 @@ impl RateLimit {
     }
 
     /// Events dropped since the last one logged.
-    pub(crate) fn suppressed(&self) -> u64 {
+    pub fn suppressed(&self) -> u64 {
         self.suppressed
+    }
+
+    /// Every event so far, logged or not.
+    pub fn total(&self) -> u64 {
+        self.total
     }
 }
 
@@ -89,5 +105,6 @@ mod tests {
             limit.check(start + Duration::from_secs(11)),
             Verdict::Log { suppressed: 0 }
         );
+        assert_eq!(limit.total(), 17);
     }
 }
