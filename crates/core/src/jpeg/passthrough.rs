@@ -144,7 +144,7 @@ mod tests {
     fn stamp(seq: u64) -> Stamp {
         Stamp {
             seq,
-            captured_at: Timestamp(1_700_000_000_000_000 + seq),
+            captured_at: Timestamp(1_700_000_000_000_000u64.saturating_add(seq)),
         }
     }
 

@@ -257,7 +257,7 @@ impl JpegSplitter {
     }
 
     fn entropy(&mut self) -> Step {
-        let Some(offset) = self.buf[self.pos..].iter().position(|&b| b == 0xFF) else {
+        let Some(offset) = memchr::memchr(0xFF, &self.buf[self.pos..]) else {
             self.pos = self.buf.len();
             return Step::NeedMore;
         };
