@@ -140,7 +140,9 @@ async fn a_child_that_exits_gives_no_signal_then_is_started_again() {
     let server = TestServer::start(SHORT_LIVED).await;
     let mut client = server.streamer().await;
     let deadline = Instant::now() + WAIT;
-    // (seq, the child's picture?) until the child's picture came back after a NO SIGNAL.
+    // (seq, the child's picture?) until the child's picture came back after a NO SIGNAL: the
+    // child writes three frames and exits, so a picture after NO SIGNAL is a new child's.
+    // (Whether the first frame after connecting is the child's or NO SIGNAL is a race.)
     let mut received: Vec<(u64, bool)> = Vec::new();
     loop {
         assert!(Instant::now() < deadline, "{received:?}");
@@ -152,10 +154,6 @@ async fn a_child_that_exits_gives_no_signal_then_is_started_again() {
             break;
         }
     }
-    assert!(
-        received[0].1,
-        "the child's picture comes first: {received:?}"
-    );
     let seqs: Vec<u64> = received.iter().map(|(seq, _)| *seq).collect();
     assert_increasing(&seqs);
     server.shutdown().await;
