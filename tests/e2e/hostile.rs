@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::record::recorded_seqs;
-use crate::support::{Edgecam, TestServer, WAIT, edgecam};
+use crate::support::{Edgecam, Finished, TestServer, WAIT, edgecam};
 use crate::view::{When, view_scripted_at};
 
 /// A real `width` x `height` JPEG stamped with `seq`, as an edgecam server sends.
@@ -137,6 +137,18 @@ fn garbage() -> Vec<Vec<u8>> {
 }
 
 /// Lines of `stderr` that are warnings.
+/// Runs `edgecam ARGS` to the end (bounded) without blocking the test's runtime, which serves
+/// the hostile peer meanwhile.
+async fn edgecam_off_runtime(args: &[&str]) -> Finished {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        edgecam(&args)
+    })
+    .await
+    .unwrap()
+}
+
 fn warnings(stderr: &str) -> usize {
     stderr.lines().filter(|l| l.contains("WARN")).count()
 }
@@ -147,21 +159,15 @@ async fn snap_against_nothing_but_garbage_gives_up_at_its_timeout_and_says_why()
     let dir = tempfile::tempdir().unwrap();
     let out_file = dir.path().join("frame.jpg");
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking({
-        let (addr, path) = (server.addr.clone(), out_file.clone());
-        move || {
-            edgecam(&[
-                "snap",
-                &addr,
-                "--timeout",
-                "2",
-                "-o",
-                path.to_str().unwrap(),
-            ])
-        }
-    })
-    .await
-    .unwrap();
+    let out = edgecam_off_runtime(&[
+        "snap",
+        &server.addr,
+        "--timeout",
+        "2",
+        "-o",
+        out_file.to_str().unwrap(),
+    ])
+    .await;
     let took = started.elapsed();
     assert!(!out.status.success(), "{out:?}");
     assert!(took < Duration::from_secs(6), "took {took:?}");
@@ -191,12 +197,8 @@ async fn snap_against_nothing_but_garbage_gives_up_at_its_timeout_and_says_why()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_against_empty_payloads_gives_up_at_its_timeout() {
     let server = Hostile::start(Script::Cycle(vec![Vec::new()], Duration::ZERO)).await;
-    let addr = server.addr.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        edgecam(&["stream", &addr, "--frames", "5", "--timeout", "1"])
-    })
-    .await
-    .unwrap();
+    let out =
+        edgecam_off_runtime(&["stream", &server.addr, "--frames", "5", "--timeout", "1"]).await;
     assert!(!out.status.success(), "{out:?}");
     assert!(
         out.stderr.contains("within 1 s: ") && out.stderr.contains("(the first was empty)"),
@@ -221,19 +223,15 @@ async fn record_skips_garbage_and_huge_claims_and_keeps_the_real_picture_size() 
     let server = Hostile::start(Script::Cycle(payloads, Duration::from_millis(2))).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("hostile.avi");
-    let args = (server.addr.clone(), file.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        edgecam(&[
-            "record",
-            &args.0,
-            "--frames",
-            "30",
-            "-o",
-            args.1.to_str().unwrap(),
-        ])
-    })
-    .await
-    .unwrap();
+    let out = edgecam_off_runtime(&[
+        "record",
+        &server.addr,
+        "--frames",
+        "30",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .await;
     assert!(out.status.success(), "{out:?}");
     let avi = edgecam_recorder::AviReader::open(&file).unwrap();
     assert_eq!((avi.info().width, avi.info().height), (320, 240));
@@ -257,22 +255,18 @@ async fn record_against_nothing_but_garbage_ends_at_the_timeout_with_a_playable_
     let server = Hostile::start(Script::Cycle(garbage(), Duration::ZERO)).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("nothing.avi");
-    let args = (server.addr.clone(), file.clone());
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        edgecam(&[
-            "record",
-            &args.0,
-            "--seconds",
-            "60",
-            "--timeout",
-            "1",
-            "-o",
-            args.1.to_str().unwrap(),
-        ])
-    })
-    .await
-    .unwrap();
+    let out = edgecam_off_runtime(&[
+        "record",
+        &server.addr,
+        "--seconds",
+        "60",
+        "--timeout",
+        "1",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .await;
     assert!(!out.status.success(), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(6));
     assert!(out.stderr.contains("no valid JPEG"), "{}", out.stderr);
@@ -288,20 +282,16 @@ async fn record_seconds_stays_a_deadline_while_garbage_keeps_coming() {
     let server = Hostile::start(Script::Cycle(payloads, Duration::from_millis(1))).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("deadline.avi");
-    let args = (server.addr.clone(), file.clone());
     let started = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        edgecam(&[
-            "record",
-            &args.0,
-            "--seconds",
-            "1.5",
-            "-o",
-            args.1.to_str().unwrap(),
-        ])
-    })
-    .await
-    .unwrap();
+    let out = edgecam_off_runtime(&[
+        "record",
+        &server.addr,
+        "--seconds",
+        "1.5",
+        "-o",
+        file.to_str().unwrap(),
+    ])
+    .await;
     assert!(out.status.success(), "{out:?}");
     assert!(started.elapsed() < Duration::from_secs(6));
     assert!(warnings(&out.stderr) <= 8, "{}", out.stderr);
