@@ -197,6 +197,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
             );
             let mut encoded = Vec::with_capacity(count);
             let mut cpu = 0.0;
+            let mut converted = true;
             for c in &captured {
                 // Converted (untimed) just before it is encoded, so the frame is in the cache
                 // as a frame the camera just delivered is.
@@ -206,6 +207,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
                         .context("converting the scene")?,
                     ..c.clone()
                 };
+                converted = !encoder.takes(&input.image);
                 let t = thread_cpu_seconds()?;
                 encoded.push(std::hint::black_box(encoder.encode(input)?));
                 cpu += thread_cpu_seconds()? - t;
@@ -213,10 +215,10 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
             let ms = cpu * 1000.0 / count as f64;
             let kb =
                 encoded.iter().map(|f| f.jpeg.len()).sum::<usize>() as f64 / count as f64 / 1000.0;
-            let how = if encoder_takes(kind.name, format) {
-                "as it is"
-            } else {
+            let how = if converted {
                 "converted to RGB first"
+            } else {
+                "as it is"
             };
             println!(
                 "JPEG encode alone, {:<7} {format:<6} {ms:8.3} ms/frame  {kb:6.1} KB  ({how})",
@@ -258,14 +260,6 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
         frames,
         picture,
     })
-}
-
-/// Whether backend `name` takes `format` without a conversion (for the figures' labels).
-fn encoder_takes(name: &str, format: PixelFormat) -> bool {
-    match name {
-        "turbo" => true,
-        _ => matches!(format, PixelFormat::Rgb24 | PixelFormat::Bgr24),
-    }
 }
 
 /// `exec:` cameras fed by ffmpeg, which loops one frame of the scene: raw NV12 at 30 fps

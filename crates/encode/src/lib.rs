@@ -135,6 +135,11 @@ impl Encoder {
         self.backend.name()
     }
 
+    /// Whether the backend takes raw `image` as it is, without the conversion to RGB.
+    pub fn takes(&self, image: &Image) -> bool {
+        self.backend.takes(&RawImage::of(image))
+    }
+
     pub fn encode(&mut self, captured: Captured) -> Result<Frame, EncodeError> {
         let Captured {
             seq,

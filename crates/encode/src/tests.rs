@@ -177,6 +177,10 @@ fn backends_by_name() {
     };
     assert_eq!(auto.name(), fastest);
     assert_eq!(backends.start("rust").unwrap().name(), "rust");
+    let rust = encoder("rust");
+    let rgb = scene(8, 8);
+    assert!(rust.takes(&from_rgb(PixelFormat::Rgb24, 8, 8, &rgb)));
+    assert!(!rust.takes(&from_rgb(PixelFormat::Nv12, 8, 8, &rgb)));
     let err = backends.start("gpu").unwrap_err().to_string();
     assert!(
         err.starts_with("unknown encoder \"gpu\"; this build has auto"),
