@@ -10,6 +10,7 @@
 pub mod camera;
 pub mod codec;
 pub mod frame;
+pub mod http;
 pub mod jpeg;
 pub mod limit;
 pub mod recorder;
