@@ -27,6 +27,7 @@ pub fn config() -> ServerConfig {
         max_clients: 32,
         send_timeout: Duration::from_secs(2),
         stats_interval: None,
+        http: true,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod frame;
 pub mod http;
 pub mod jpeg;
 pub mod limit;
+pub mod protocol;
 pub mod recorder;
 pub mod session;
 pub mod spec;

@@ -80,6 +80,8 @@ pub enum CloseReason {
     Disconnected,
     /// The server is stopping.
     ServerStopping,
+    /// An HTTP request that needs no frame (a page, an error) was answered.
+    Answered,
 }
 
 /// Something the driver should know about, in order.

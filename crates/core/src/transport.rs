@@ -1,11 +1,14 @@
 //! The [`Transport`] trait: what the server needs from a connection-oriented transport.
+//!
+//! A transport hands out byte streams and nothing more: which protocol a connection speaks,
+//! and how frames are framed on it, is decided per connection by the server
+//! ([`crate::protocol`]).
 
 use std::io;
 
 use thiserror::Error;
 
 use crate::codec::CodecError;
-use crate::frame::Frame;
 
 #[derive(Debug, Error)]
 pub enum TransportError {
@@ -55,7 +58,8 @@ pub enum TransportError {
     },
 }
 
-/// One accepted connection, split so that commands can be read while a frame is being sent.
+/// One accepted connection, split so that a peer's bytes can be read while a frame is being
+/// sent.
 #[derive(Debug)]
 pub struct Connection<R, W> {
     pub reader: R,
@@ -64,20 +68,22 @@ pub struct Connection<R, W> {
     pub peer: String,
 }
 
-/// The receiving half: command bytes from the client.
+/// The receiving half: bytes from the peer (legacy commands, or an HTTP request).
 #[async_trait::async_trait]
-pub trait CommandSource: Send + 'static {
+pub trait ByteSource: Send + 'static {
     /// Reads some bytes into `buf`; `Ok(0)` means the peer closed its side. Cancel-safe: if
     /// the future is dropped before it completes, no bytes are lost.
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError>;
 }
 
-/// The sending half: frames to the client.
+/// The sending half: bytes to the peer.
 #[async_trait::async_trait]
-pub trait FrameSink: Send + 'static {
-    /// Writes one whole frame (length prefix and JPEG). Not cancel-safe: a frame cut off
-    /// half-way leaves the stream out of step, so a caller that gives up must drop the sink.
-    async fn send_frame(&mut self, frame: &Frame) -> Result<(), TransportError>;
+pub trait ByteSink: Send + 'static {
+    /// Writes every buffer, in order, as one vectored write where the transport can (a frame's
+    /// framing and its shared JPEG bytes go out without being copied together). Not
+    /// cancel-safe: a frame cut off half-way leaves the stream out of step, so a caller that
+    /// gives up must drop the sink.
+    async fn write_all(&mut self, bufs: &[&[u8]]) -> Result<(), TransportError>;
 
     /// Flushes and closes the sending side; frames already handed over are delivered.
     async fn close(&mut self) -> Result<(), TransportError>;
@@ -86,8 +92,8 @@ pub trait FrameSink: Send + 'static {
 /// A listening endpoint that hands out connections.
 #[async_trait::async_trait]
 pub trait Transport: Send + Sync + 'static {
-    type Reader: CommandSource;
-    type Writer: FrameSink;
+    type Reader: ByteSource;
+    type Writer: ByteSink;
 
     /// Waits for the next connection. Cancel-safe.
     async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError>;

@@ -4,7 +4,7 @@
 //! "NO SIGNAL" picture once a second and reopens the camera with backoff.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use edgecam_core::camera::{Camera, CameraError, Captured, Image, PixelFormat};
@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Counters the stats line reads.
+/// Counters the stats line, `/state` and `/metrics` read.
 #[derive(Debug, Default)]
 pub struct CaptureCounters {
     pub captured: AtomicU64,
@@ -25,6 +25,12 @@ pub struct CaptureCounters {
     pub no_signal: AtomicU64,
     /// Times the loop stopped reading the camera because no session wanted a frame.
     pub idle: AtomicU64,
+    /// Times the camera went away (each followed by NO SIGNAL and reopening).
+    pub outages: AtomicU64,
+    /// Set while the camera is gone.
+    pub offline: AtomicBool,
+    /// How long each frame took to encode (or stamp, for passthrough).
+    pub encode_time: crate::metrics::Histogram,
 }
 
 /// How many sessions want the next frame. Sessions add themselves while they want one; the
@@ -139,9 +145,12 @@ impl CaptureLoop {
                 }
                 Err(CameraError::Disconnected { .. }) => {
                     tracing::warn!(camera = %name, "camera is gone; sending NO SIGNAL pictures while reopening it");
+                    self.counters.outages.fetch_add(1, Ordering::Relaxed);
+                    self.counters.offline.store(true, Ordering::Relaxed);
                     if !self.reopen(&name, &mut published).await {
                         break;
                     }
+                    self.counters.offline.store(false, Ordering::Relaxed);
                 }
                 Err(e) => self.count_error(&name, &e),
             }
@@ -175,7 +184,9 @@ impl CaptureLoop {
         }
         captured.seq = seq;
         let size = captured.image.size();
+        let started = std::time::Instant::now();
         let frame = self.encoder.encode(captured)?;
+        self.counters.encode_time.observe(started.elapsed());
         published.last_seq = Some(seq);
         published.size = Some(size);
         self.frames.send_replace(Some(frame));

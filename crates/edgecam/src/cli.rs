@@ -80,6 +80,20 @@ struct ServeArgs {
     /// Seconds between stats lines in the log (0: none).
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     stats_interval: Duration,
+    /// HTTP on the same port (MJPEG /stream, /snapshot, the page at /, /state, /metrics):
+    /// connections that start with an HTTP request get HTTP, all others the legacy protocol.
+    #[arg(long, value_enum, default_value_t = Toggle::On)]
+    http: Toggle,
+    /// Also listen on this address, for tools that want a port of their own (e.g. 0.0.0.0:8080);
+    /// it serves both protocols, like --bind.
+    #[arg(long, value_name = "ADDR")]
+    http_bind: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Toggle {
+    On,
+    Off,
 }
 
 /// How frames become JPEGs; shared by `serve` and `bench`.
@@ -355,24 +369,36 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         send_timeout: args.send_timeout,
         stats_interval: nonzero(args.stats_interval),
+        http: args.http == Toggle::On,
     };
     let stop = CancellationToken::new();
     cancel_on_signals(stop.clone());
     tracing::info!(encoder = encoder.backend(), "JPEG encoder");
-    let server = Server::start(transport, camera, encoder, clock, config, stop).await?;
+    let http = config.http;
+    let mut server = Server::start(transport, camera, encoder, clock, config, stop).await?;
+    if let Some(bind) = &args.http_bind {
+        server.listen(TcpTransport::bind(bind).await?);
+    }
     let addr = server.local_addr();
     let caps = server.capabilities();
     let host = local_client_addr(&addr).unwrap_or(addr.clone());
-    // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
-    let _ = write!(
-        std::io::stdout().lock(),
-        "edgecam serving {} ({}x{} {}) on {addr}\n  one frame:  edgecam snap {host} -o frame.jpg\n  \
-         stream:     edgecam stream {host} --seconds 10\n  stop:       Ctrl-C\n",
+    let mut banner = format!(
+        "edgecam serving {} ({}x{} {}) on {}\n  one frame:  edgecam snap {host} -o frame.jpg\n  \
+         stream:     edgecam stream {host} --seconds 10\n",
         server.camera_name(),
         caps.width,
         caps.height,
         caps.format,
+        server.local_addrs().join(" and "),
     );
+    if http {
+        banner.push_str(&format!(
+            "  browser:    http://{host}/\n  MJPEG:      http://{host}/stream   snapshot: http://{host}/snapshot\n"
+        ));
+    }
+    banner.push_str("  stop:       Ctrl-C\n");
+    // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
+    let _ = write!(std::io::stdout().lock(), "{banner}");
     server.run().await;
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod backends;
 pub mod capture;
 pub mod client;
 pub mod clock;
+pub mod metrics;
 pub mod no_signal;
 pub mod server;
 pub mod view;

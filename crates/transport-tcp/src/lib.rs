@@ -1,17 +1,18 @@
-//! edgecam over plain TCP: the server side of the core [`Transport`] trait on tokio sockets,
-//! and [`FrameStream`], the client side of one connection (commands out, frames in).
+//! edgecam over plain TCP: the server side of the core [`Transport`] trait on tokio sockets
+//! (byte streams; the server decides each connection's protocol and framing), and
+//! [`FrameStream`], the client side of one legacy connection (commands out, frames in).
 //!
-//! Nothing here knows the session rules; it moves bytes, with the legacy wire format from
-//! `edgecam_core::codec`.
+//! Nothing here knows the session rules; it moves bytes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
-use edgecam_core::codec::{FrameDecoder, frame_header};
-use edgecam_core::frame::Frame;
-use edgecam_core::transport::{CommandSource, Connection, FrameSink, Transport, TransportError};
+use std::io::IoSlice;
+
+use bytes::{Bytes, BytesMut};
+use edgecam_core::codec::FrameDecoder;
+use edgecam_core::transport::{ByteSink, ByteSource, Connection, Transport, TransportError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,8 +59,8 @@ impl TcpTransport {
 
 #[async_trait]
 impl Transport for TcpTransport {
-    type Reader = TcpCommandSource;
-    type Writer = TcpFrameSink;
+    type Reader = TcpByteSource;
+    type Writer = TcpByteSink;
 
     async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError> {
         let (stream, peer) =
@@ -76,11 +77,11 @@ impl Transport for TcpTransport {
         let (read, write) = stream.into_split();
         let peer = peer.to_string();
         Ok(Connection {
-            reader: TcpCommandSource {
+            reader: TcpByteSource {
                 read,
                 peer: peer.clone(),
             },
-            writer: TcpFrameSink {
+            writer: TcpByteSink {
                 write,
                 peer: peer.clone(),
             },
@@ -110,13 +111,13 @@ fn limit_unsent(stream: &TcpStream) {
 }
 
 #[derive(Debug)]
-pub struct TcpCommandSource {
+pub struct TcpByteSource {
     read: OwnedReadHalf,
     peer: String,
 }
 
 #[async_trait]
-impl CommandSource for TcpCommandSource {
+impl ByteSource for TcpByteSource {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
         self.read
             .read(buf)
@@ -129,27 +130,33 @@ impl CommandSource for TcpCommandSource {
 }
 
 #[derive(Debug)]
-pub struct TcpFrameSink {
+pub struct TcpByteSink {
     write: OwnedWriteHalf,
     peer: String,
 }
 
 #[async_trait]
-impl FrameSink for TcpFrameSink {
-    async fn send_frame(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        let header = frame_header(frame.jpeg.len()).map_err(|source| TransportError::Protocol {
+impl ByteSink for TcpByteSink {
+    async fn write_all(&mut self, bufs: &[&[u8]]) -> Result<(), TransportError> {
+        let write_error = |source| TransportError::Write {
             peer: self.peer.clone(),
             source,
-        })?;
-        // One vectored write of prefix and shared JPEG bytes: no copy of the frame.
-        let mut buf = Buf::chain(&header[..], frame.jpeg.clone());
-        self.write
-            .write_all_buf(&mut buf)
-            .await
-            .map_err(|source| TransportError::Write {
-                peer: self.peer.clone(),
-                source,
-            })
+        };
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut slices = &mut slices[..];
+        IoSlice::advance_slices(&mut slices, 0);
+        while !slices.is_empty() {
+            let n = self
+                .write
+                .write_vectored(slices)
+                .await
+                .map_err(write_error)?;
+            if n == 0 {
+                return Err(write_error(std::io::ErrorKind::WriteZero.into()));
+            }
+            IoSlice::advance_slices(&mut slices, n);
+        }
+        Ok(())
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {

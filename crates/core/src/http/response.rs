@@ -1,0 +1,177 @@
+//! Response heads, and frames framed as HTTP: parts of a `multipart/x-mixed-replace` stream,
+//! or a snapshot's whole response.
+//!
+//! Every response is HTTP/1.0 style: `Connection: close`, the end of the body is the end of
+//! the connection (no chunking), so every MJPEG client (browsers, ffmpeg, GStreamer, go2rtc,
+//! VLC) reads it the same way.
+
+use crate::frame::Frame;
+
+use super::Status;
+
+/// The multipart boundary, declared without the leading dashes it carries on the wire.
+pub const BOUNDARY: &str = "edgecam-boundary";
+
+/// What ends every part: the JPEG's line end and the *next* part's boundary line. Written
+/// right after the frame, because browsers show a part only once the next one begins
+/// (crbug 527446): so the newest frame is shown as soon as it has arrived, not one frame
+/// later.
+pub const PART_TAIL: &[u8] = b"\r\n--edgecam-boundary\r\n";
+
+/// The header lines every response carries.
+const COMMON: &str = "Server: edgecam\r\n\
+    Connection: close\r\n\
+    Cache-Control: no-store, no-cache, must-revalidate, max-age=0\r\n\
+    Pragma: no-cache\r\n\
+    Expires: 0\r\n\
+    Access-Control-Allow-Origin: *\r\n";
+
+/// A response head: status line, the common headers, `Content-Type` and `Content-Length` when
+/// given, `extra` header lines (each ending in `\r\n`), and the blank line.
+pub fn head(
+    status: Status,
+    content_type: Option<&str>,
+    content_length: Option<usize>,
+    extra: &str,
+) -> Vec<u8> {
+    let mut text = format!("HTTP/1.0 {} {}\r\n{COMMON}", status.code(), status.reason());
+    if let Some(content_type) = content_type {
+        text.push_str(&format!("Content-Type: {content_type}\r\n"));
+    }
+    if let Some(len) = content_length {
+        text.push_str(&format!("Content-Length: {len}\r\n"));
+    }
+    text.push_str(extra);
+    text.push_str("\r\n");
+    text.into_bytes()
+}
+
+/// A whole response with a body (`head_only`: the head alone, as `HEAD` is answered).
+pub fn whole(status: Status, content_type: &str, body: &[u8], head_only: bool) -> Vec<u8> {
+    let mut out = head(status, Some(content_type), Some(body.len()), "");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+/// An error response: a one-line text body.
+pub fn error(status: Status, message: &str) -> Vec<u8> {
+    whole(
+        status,
+        "text/plain; charset=utf-8",
+        format!("{} {}: {message}\n", status.code(), status.reason()).as_bytes(),
+        false,
+    )
+}
+
+/// The answer to `OPTIONS`.
+pub fn options() -> Vec<u8> {
+    head(
+        Status::NoContent,
+        None,
+        None,
+        "Allow: GET, HEAD, OPTIONS\r\n",
+    )
+}
+
+/// The head of an MJPEG stream, up to and including the first part's boundary line.
+pub fn stream_head() -> Vec<u8> {
+    let mut out = head(
+        Status::Ok,
+        Some(&format!("multipart/x-mixed-replace;boundary={BOUNDARY}")),
+        None,
+        "",
+    );
+    out.extend_from_slice(b"--");
+    out.extend_from_slice(BOUNDARY.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// `X-Timestamp`: the capture time as seconds since the Unix epoch with microseconds
+/// (ustreamer's header, which players and our client read).
+fn timestamp(frame: &Frame) -> String {
+    let us = frame.captured_at.0;
+    format!("{}.{:06}", us / 1_000_000, us % 1_000_000)
+}
+
+/// One part's headers (its boundary line went out before it, see [`PART_TAIL`]).
+pub fn part_head(frame: &Frame) -> Vec<u8> {
+    format!(
+        "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: {}\r\n\r\n",
+        frame.jpeg.len(),
+        timestamp(frame)
+    )
+    .into_bytes()
+}
+
+/// A snapshot's response head: the frame is its body.
+pub fn snapshot_head(frame: &Frame) -> Vec<u8> {
+    head(
+        Status::Ok,
+        Some("image/jpeg"),
+        Some(frame.jpeg.len()),
+        &format!("X-Timestamp: {}\r\n", timestamp(frame)),
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+    use bytes::Bytes;
+
+    fn frame() -> Frame {
+        Frame {
+            jpeg: Bytes::from_static(b"\xFF\xD8 jpeg \xFF\xD9"),
+            width: 2,
+            height: 2,
+            seq: 7,
+            captured_at: Timestamp(1_700_000_000_000_042),
+        }
+    }
+
+    #[test]
+    fn what_a_stream_looks_like_on_the_wire() {
+        let f = frame();
+        let mut wire = stream_head();
+        for _ in 0..2 {
+            wire.extend_from_slice(&part_head(&f));
+            wire.extend_from_slice(&f.jpeg);
+            wire.extend_from_slice(PART_TAIL);
+        }
+        insta::assert_snapshot!(String::from_utf8_lossy(&wire));
+    }
+
+    #[test]
+    fn what_a_snapshot_and_an_error_look_like() {
+        let f = frame();
+        let mut wire = snapshot_head(&f);
+        wire.extend_from_slice(&f.jpeg);
+        insta::assert_snapshot!(String::from_utf8_lossy(&wire));
+        insta::assert_snapshot!(String::from_utf8_lossy(&error(
+            Status::NotFound,
+            "no such page"
+        )));
+    }
+
+    #[test]
+    fn head_only_keeps_the_length_and_drops_the_body() {
+        let get = whole(Status::Ok, "text/plain", b"hello", false);
+        let head = whole(Status::Ok, "text/plain", b"hello", true);
+        assert!(get.ends_with(b"\r\n\r\nhello"));
+        assert_eq!(&get[..get.len() - 5], &head[..]);
+        assert!(
+            String::from_utf8(head)
+                .unwrap()
+                .contains("Content-Length: 5\r\n")
+        );
+    }
+
+    #[test]
+    fn the_tail_carries_the_declared_boundary() {
+        assert_eq!(PART_TAIL, format!("\r\n--{BOUNDARY}\r\n").as_bytes());
+    }
+}

@@ -1,0 +1,98 @@
+//! Which protocol a connection speaks, and how each puts a frame on its wire.
+//!
+//! Every connection arrives on the same port. Its first byte decides: an HTTP request starts
+//! with a method (`GET`, `HEAD`, `OPTIONS`), and those letters are no legacy command (a legacy
+//! client's first byte is a command digit or `q`), so the old scripts keep working beside
+//! browsers and players. Framing belongs to the protocol, not to the transport: the legacy
+//! length prefix, or a part of a multipart stream, or a snapshot's response head.
+
+use crate::codec::{CodecError, frame_header};
+use crate::frame::Frame;
+use crate::http::response;
+
+/// What a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// The Python scripts' protocol (`LEGACY-PROTOCOL.md`).
+    Legacy,
+    Http,
+}
+
+impl Protocol {
+    /// The protocol a connection whose first byte is `first` speaks; `http` is whether HTTP is
+    /// served at all (`--http off`).
+    pub fn detect(first: u8, http: bool) -> Protocol {
+        match first {
+            b'G' | b'H' | b'O' if http => Protocol::Http,
+            _ => Protocol::Legacy,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Legacy => "legacy",
+            Protocol::Http => "http",
+        }
+    }
+}
+
+/// How frames go out on one connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A 4-byte big-endian length, then the JPEG.
+    Legacy,
+    /// A part of a `multipart/x-mixed-replace` stream.
+    Multipart,
+    /// The whole response to a snapshot request; `head_only` for `HEAD`.
+    Snapshot { head_only: bool },
+}
+
+/// One frame, framed: write `head`, then the JPEG when `body`, then `tail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    pub head: Vec<u8>,
+    pub body: bool,
+    pub tail: &'static [u8],
+}
+
+impl Framing {
+    pub fn frame(self, frame: &Frame) -> Result<Framed, CodecError> {
+        Ok(match self {
+            Framing::Legacy => Framed {
+                head: frame_header(frame.jpeg.len())?.to_vec(),
+                body: true,
+                tail: b"",
+            },
+            Framing::Multipart => Framed {
+                head: response::part_head(frame),
+                body: true,
+                tail: response::PART_TAIL,
+            },
+            Framing::Snapshot { head_only } => Framed {
+                head: response::snapshot_head(frame),
+                body: !head_only,
+                tail: b"",
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Command;
+
+    #[test]
+    fn no_legacy_command_is_taken_for_http() {
+        for cmd in Command::ALL {
+            assert_eq!(Protocol::detect(cmd.byte(), true), Protocol::Legacy);
+        }
+        for method in ["GET", "HEAD", "OPTIONS"] {
+            assert_eq!(Protocol::detect(method.as_bytes()[0], true), Protocol::Http);
+            assert_eq!(
+                Protocol::detect(method.as_bytes()[0], false),
+                Protocol::Legacy
+            );
+        }
+    }
+}
