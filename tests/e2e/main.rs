@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod fanout;
 mod hostile;
+mod http;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;

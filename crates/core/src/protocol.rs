@@ -1,9 +1,9 @@
 //! Which protocol a connection speaks, and how each puts a frame on its wire.
 //!
 //! Every connection arrives on the same port. Its first byte decides: an HTTP request starts
-//! with a method (`GET`, `HEAD`, `OPTIONS`), and those letters are no legacy command (a legacy
-//! client's first byte is a command digit or `q`), so the old scripts keep working beside
-//! browsers and players. Framing belongs to the protocol, not to the transport: the legacy
+//! with a method, an upper-case token (`GET`, `HEAD`, `OPTIONS`; `POST` and the like are
+//! answered `405`), and no upper-case letter is a legacy command (a legacy client's first byte
+//! is a command digit or `q`), so the old scripts keep working beside browsers and players. Framing belongs to the protocol, not to the transport: the legacy
 //! length prefix, or a part of a multipart stream, or a snapshot's response head.
 
 use crate::codec::{CodecError, frame_header};
@@ -23,7 +23,7 @@ impl Protocol {
     /// served at all (`--http off`).
     pub fn detect(first: u8, http: bool) -> Protocol {
         match first {
-            b'G' | b'H' | b'O' if http => Protocol::Http,
+            b'A'..=b'Z' if http => Protocol::Http,
             _ => Protocol::Legacy,
         }
     }
@@ -87,7 +87,7 @@ mod tests {
         for cmd in Command::ALL {
             assert_eq!(Protocol::detect(cmd.byte(), true), Protocol::Legacy);
         }
-        for method in ["GET", "HEAD", "OPTIONS"] {
+        for method in ["GET", "HEAD", "OPTIONS", "POST"] {
             assert_eq!(Protocol::detect(method.as_bytes()[0], true), Protocol::Http);
             assert_eq!(
                 Protocol::detect(method.as_bytes()[0], false),
