@@ -219,6 +219,18 @@ fn main() {
         .concat(),
     );
 
+    // http_request: a cut length, then request heads as browsers, players and tools send them.
+    for (name, head) in [
+        ("browser", &b"GET /stream HTTP/1.1\r\nHost: board:6810\r\nUser-Agent: Mozilla/5.0\r\nAccept: image/webp,*/*\r\n\r\n"[..]),
+        ("mjpg_streamer", b"GET /?action=snapshot&n=1 HTTP/1.0\r\n\r\n"),
+        ("head_bare_lf", b"HEAD /snapshot HTTP/1.1\nHost: x\n\n"),
+        ("options", b"OPTIONS * HTTP/1.1\r\n\r\n"),
+        ("absolute", b"GET http://board/metrics HTTP/1.1\r\n\r\n"),
+        ("post", b"POST /stream HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"),
+    ] {
+        seeds.put("http_request", name, &[&[7u8][..], head].concat());
+    }
+
     // session_input: command strings as clients send them (the target also reads them as
     // operations), and driven sessions: config bytes, then operations (see the target).
     for (name, cmd) in [
