@@ -154,6 +154,7 @@ async fn curl_gets_every_route_and_every_error() {
         ("snapshot", vec!["/snapshot"]),
         ("mjpg-streamer snapshot", vec!["/?action=snapshot"]),
         ("snapshot HEAD", vec!["/snapshot", "--head"]),
+        ("stream HEAD", vec!["/stream", "--head"]),
         ("state", vec!["/state"]),
         ("metrics", vec!["/metrics"]),
         ("options", vec!["/", "-X", "OPTIONS"]),

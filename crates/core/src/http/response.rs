@@ -75,14 +75,18 @@ pub fn options() -> Vec<u8> {
     )
 }
 
-/// The head of an MJPEG stream, up to and including the first part's boundary line.
-pub fn stream_head() -> Vec<u8> {
+/// The head of an MJPEG stream, up to and including the first part's boundary line (which is
+/// body, so `head_only`, as `HEAD` is answered, leaves it out).
+pub fn stream_head(head_only: bool) -> Vec<u8> {
     let mut out = head(
         Status::Ok,
         Some(&format!("multipart/x-mixed-replace;boundary={BOUNDARY}")),
         None,
         "",
     );
+    if head_only {
+        return out;
+    }
     out.extend_from_slice(b"--");
     out.extend_from_slice(BOUNDARY.as_bytes());
     out.extend_from_slice(b"\r\n");
@@ -136,7 +140,7 @@ mod tests {
     #[test]
     fn what_a_stream_looks_like_on_the_wire() {
         let f = frame();
-        let mut wire = stream_head();
+        let mut wire = stream_head(false);
         for _ in 0..2 {
             wire.extend_from_slice(&part_head(&f));
             wire.extend_from_slice(&f.jpeg);

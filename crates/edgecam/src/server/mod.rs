@@ -530,14 +530,14 @@ impl Input<'_> {
                     Answer::Serve {
                         route: Route::Stream,
                         head_only: true,
-                    } => Next::Answer(response::stream_head()),
+                    } => Next::Answer(response::stream_head(true)),
                     Answer::Serve {
                         route: Route::Stream,
                         head_only: false,
                     } => {
                         session.handle_command(Command::Stream, now);
                         self.shared.commands.fetch_add(1, Ordering::Relaxed);
-                        Next::Frames(Framing::Multipart, response::stream_head())
+                        Next::Frames(Framing::Multipart, response::stream_head(false))
                     }
                     Answer::Serve {
                         route: Route::Snapshot,
