@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cli;
 mod clock;
 mod fanout;
