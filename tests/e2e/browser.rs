@@ -138,3 +138,111 @@ async fn the_page_shows_the_moving_picture_and_fills_in_the_stats() {
     println!("stats: {stats}; picture difference over a second: {moved:.1}");
     server.shutdown().await;
 }
+
+/// A `width` x `height` JPEG of one colour.
+fn solid_jpeg(rgb: [u8; 3], width: u16, height: u16) -> Vec<u8> {
+    let pixels = rgb.repeat(usize::from(width) * usize::from(height));
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 90)
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    jpeg
+}
+
+/// Whether a sampled pixel is `colour`, give or take JPEG's rounding.
+fn is(rgb: &serde_json::Value, colour: [u8; 3]) -> bool {
+    let rgb: Vec<i64> = rgb
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_i64().unwrap())
+        .collect();
+    rgb.iter()
+        .zip(colour)
+        .map(|(a, b)| (a - i64::from(b)).abs())
+        .sum::<i64>()
+        < 90
+}
+
+/// How soon the newest frame must be on screen once the gate opens (the camera sends it within
+/// 0.1 s): well before the server sends it again after a quiet second (`REPEAT_AFTER`), which
+/// shows it however the parts are framed.
+const SHOWN_WITHIN_MS: i64 = 700;
+
+/// crbug 527446: Chromium shows a multipart part only once the next part has begun, so a
+/// server must begin it right after each frame; otherwise the page is a frame behind, and the
+/// last frame of a camera that stopped is shown only when it is sent again. Measured with
+/// Chromium 156: "begun" means the next part's whole header block is in, not just its
+/// boundary line (with only the boundary after each frame blue is first seen after 1.0-1.1 s,
+/// by the repeat; with the boundary and `Content-Type: image/jpeg` and the blank line, after
+/// 40-110 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fails: Chromium shows a part once the next part's headers are in, not its boundary \
+            line, so the newest frame waits for the repeat a second later; the server's fix is \
+            to be decided"]
+async fn the_browser_shows_the_newest_frame_at_once_not_when_the_next_one_begins() {
+    const GREEN: [u8; 3] = [0, 255, 0];
+    const BLUE: [u8; 3] = [0, 0, 255];
+    if !have_tool("sh") {
+        return;
+    }
+    let Some(driver) = Driver::find() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (name, rgb) in [("green", GREEN), ("blue", BLUE)] {
+        std::fs::write(
+            dir.path().join(format!("{name}.jpg")),
+            solid_jpeg(rgb, 320, 240),
+        )
+        .unwrap();
+    }
+    let gate = dir.path().join("gate");
+    // Green ten times a second until the driver, having seen green, creates the gate; then
+    // blue, the last frame: the camera has stopped. Green goes on all along because a stream
+    // is sent only frames captured after it began. The loop gives up after about 30 s, should
+    // a failed test never open the gate; the stall timeout outlasts the test, so no NO SIGNAL
+    // picture replaces blue.
+    let camera = format!(
+        "exec:sh -c \"cd '{}' && i=0; while [ ! -e gate ] && [ $i -lt 300 ]; do cat green.jpg; \
+         sleep 0.1; i=$((i+1)); done; cat blue.jpg; exec sleep 30\"#timeout=60",
+        dir.path().display()
+    );
+    let server = TestServer::start(&camera).await;
+    let url = format!("http://{}/", server.addr);
+    let seen = driver
+        .run(&[
+            "freshness",
+            &url,
+            gate.to_str().unwrap(),
+            "00ff00",
+            "0000ff",
+        ])
+        .await;
+
+    let samples = seen["samples"].as_array().unwrap();
+    let timeline: Vec<String> = samples
+        .iter()
+        .map(|s| format!("{}ms {}", s["ms"], s["rgb"]))
+        .collect();
+    let shown = samples.iter().position(|s| is(&s["rgb"], BLUE));
+    let at = shown.map(|i| samples[i]["ms"].as_i64().unwrap());
+    assert!(
+        at.is_some_and(|ms| ms <= SHOWN_WITHIN_MS),
+        "the last frame (blue) was not on screen within {SHOWN_WITHIN_MS} ms of the gate (the \
+         camera sends it within 0.1 s; first seen: {at:?} ms); the centre pixel after the gate: \
+         {timeline:?}"
+    );
+    assert!(
+        samples[shown.unwrap()..]
+            .iter()
+            .all(|s| is(&s["rgb"], BLUE)),
+        "blue did not stay: {timeline:?}"
+    );
+    println!(
+        "blue on screen {} ms after the gate for the camera's last frame ({} samples)",
+        at.unwrap(),
+        samples.len()
+    );
+    server.shutdown().await;
+}
