@@ -15,5 +15,6 @@ mod opencv;
 mod pipe;
 mod protocol;
 mod record;
+mod relay;
 mod support;
 mod view;

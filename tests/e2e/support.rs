@@ -569,6 +569,11 @@ impl Process {
         }
         self.output()
     }
+    /// Kills the process (and its group), then returns what it printed.
+    pub fn stop(mut self) -> Output {
+        self.kill();
+        self.output()
+    }
 
     fn kill(&mut self) {
         let group = i32::try_from(self.child.id())
