@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod cli;
 mod clock;
 mod fanout;
@@ -15,5 +16,6 @@ mod opencv;
 mod pipe;
 mod protocol;
 mod record;
+mod relay;
 mod support;
 mod view;

@@ -36,12 +36,18 @@ pub fn config() -> ServerConfig {
 pub fn have_tool(tool: &str) -> bool {
     let found = std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()));
+    have(found, &format!("{tool} not installed"))
+}
+
+/// [`have_tool`] for anything else a test needs (a file, a module, installed packages):
+/// `found`, or else "skipped: `missing`" outside CI and a failure under CI.
+pub fn have(found: bool, missing: &str) -> bool {
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
-            "{tool} is not installed, and CI must have it (.ci/run installs it)"
+            "{missing}, and CI must have it (.ci/run installs it)"
         );
-        println!("skipped: {tool} not installed");
+        println!("skipped: {missing}");
     }
     found
 }
@@ -490,5 +496,114 @@ pub async fn wait_for_stats(
         );
         // Polling: the counters have no change notification.
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A child process in a process group of its own, for tests that run real tools (a browser,
+/// nginx, ffmpeg). Dropping it kills the whole group, so nothing it started outlives the test,
+/// even when the test panics.
+pub struct Process {
+    name: String,
+    child: std::process::Child,
+    stdout: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+/// What a finished [`Process`] printed.
+#[derive(Debug)]
+pub struct Output {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Process {
+    /// Starts `command` with stdin closed and stdout and stderr collected; `name` is for messages.
+    pub fn spawn(name: &str, mut command: std::process::Command) -> Process {
+        use std::os::unix::process::CommandExt;
+        use std::process::Stdio;
+        let mut child = command
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let collect = |mut pipe: Box<dyn std::io::Read + Send>| {
+            std::thread::spawn(move || {
+                let mut bytes = Vec::new();
+                let _ = pipe.read_to_end(&mut bytes);
+                bytes
+            })
+        };
+        let stdout = Some(collect(Box::new(child.stdout.take().unwrap())));
+        let stderr = Some(collect(Box::new(child.stderr.take().unwrap())));
+        Process {
+            name: name.to_owned(),
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits until the process exits by itself; kills it and panics, with what it printed, if
+    /// that takes longer than `within`.
+    pub async fn finish(mut self, within: Duration) -> Output {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.running() {
+            if tokio::time::Instant::now() >= deadline {
+                self.kill();
+                let output = self.output();
+                panic!(
+                    "{} did not finish within {within:?} (killed); it printed:\n{}\n{}",
+                    self.name, output.stdout, output.stderr
+                );
+            }
+            // Polling: a child's exit has no async notification without tokio's `process`.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.output()
+    }
+    /// Kills the process (and its group), then returns what it printed.
+    pub fn stop(mut self) -> Output {
+        self.kill();
+        self.output()
+    }
+
+    fn kill(&mut self) {
+        let group = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(group) = group {
+            // ESRCH: the group is gone already, which is what we want.
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    /// The exit status and output; the process has exited (or was killed).
+    fn output(&mut self) -> Output {
+        let status = self.child.wait().unwrap();
+        let text = |pipe: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            pipe.map(|t| String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned())
+                .unwrap_or_default()
+        };
+        Output {
+            status,
+            stdout: text(self.stdout.take()),
+            stderr: text(self.stderr.take()),
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        // The group too: a browser's or a server's own children are in it.
+        self.kill();
     }
 }
