@@ -2,7 +2,7 @@
 //! error, ffmpeg/ffprobe and GStreamer for the MJPEG stream and the snapshot, Prometheus's own
 //! text parser for `/metrics`; and legacy and HTTP clients on one port at once.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -10,43 +10,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Raw, TINY_RECV_BUFFER, TestServer, WAIT, assert_increasing, assert_jpeg, config_with,
-    have_tool, seq,
+    Output, Process, Raw, TINY_RECV_BUFFER, TestServer, WAIT, assert_increasing, assert_jpeg,
+    config_with, have_tool, seq, solid_jpeg,
 };
 
 const CAMERA: &str = "sim:320x240@30";
 
-/// Runs a program to its end within `limit` (killed and failed after), off the test's runtime.
-async fn output_within(mut command: Command, limit: Duration) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-        let deadline = Instant::now() + limit;
-        while child.try_wait().unwrap().is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "{command:?} did not finish within {limit:?} (killed); stderr: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn command(program: &str, args: &[&str]) -> Command {
+/// Runs `program` to its end (bounded by [`WAIT`]) and returns what it printed.
+async fn run(program: &str, args: &[&str]) -> Output {
     let mut command = Command::new(program);
     command.args(args);
-    command
+    Process::spawn(program, command).finish(WAIT).await
 }
 
 /// An HTTP request's raw answer: head (as text) and whatever body came before the close.
@@ -162,31 +136,29 @@ async fn curl_gets_every_route_and_every_error() {
         ("POST", vec!["/stream", "-X", "POST"]),
     ] {
         let url = format!("{base}{}", args[0]);
-        let mut curl = command(
-            "curl",
-            &[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{content_type}",
-                &url,
-            ],
-        );
-        curl.args(&args[1..]);
-        let out = output_within(curl, WAIT).await;
+        let mut curl = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{content_type}",
+            &url,
+        ];
+        curl.extend(&args[1..]);
+        let out = run("curl", &curl).await;
         // curl's --max-time ends a stream with status 28, after the head arrived.
         let code = out.status.code();
         assert!(matches!(code, Some(0 | 28)), "{what}: {out:?}");
-        table.push_str(&format!(
-            "{what:<24} {}\n",
-            String::from_utf8_lossy(&out.stdout)
-        ));
+        table.push_str(&format!("{what:<24} {}\n", out.stdout));
     }
     insta::assert_snapshot!(table);
 
-    let snapshot = output_within(command("curl", &["-s", &format!("{base}/snapshot")]), WAIT).await;
-    assert_jpeg(&snapshot.stdout, 320, 240);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("snapshot.jpg");
+    let url = format!("{base}/snapshot");
+    let snapshot = run("curl", &["-s", "-o", file.to_str().unwrap(), &url]).await;
+    assert!(snapshot.status.success(), "{snapshot:?}");
+    assert_jpeg(&std::fs::read(&file).unwrap(), 320, 240);
     server.shutdown().await;
 }
 
@@ -338,33 +310,26 @@ async fn ffprobe_and_ffmpeg_read_the_stream_and_the_snapshot() {
     }
     let server = TestServer::start(CAMERA).await;
     let url = format!("http://{}/stream", server.addr);
-    let probe = output_within(
-        command(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-read_intervals",
-                "%+#20",
-                "-count_frames",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=codec_name,width,height,nb_read_frames",
-                "-of",
-                "csv=p=0",
-                &url,
-            ],
-        ),
-        WAIT,
+    let probe = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-read_intervals",
+            "%+#20",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames",
+            "-of",
+            "csv=p=0",
+            &url,
+        ],
     )
     .await;
     assert!(probe.status.success(), "{probe:?}");
-    let fields: Vec<String> = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .split(',')
-        .map(str::to_owned)
-        .collect();
+    let fields: Vec<String> = probe.stdout.trim().split(',').map(str::to_owned).collect();
     assert_eq!(&fields[..3], ["mjpeg", "320", "240"], "{fields:?}");
     let frames: u32 = fields[3].parse().unwrap();
     assert!(frames >= 20, "ffprobe read {frames} frames");
@@ -372,40 +337,34 @@ async fn ffprobe_and_ffmpeg_read_the_stream_and_the_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("snap.png");
     let snap = format!("http://{}/snapshot", server.addr);
-    let ffmpeg = output_within(
-        command(
-            "ffmpeg",
-            &[
-                "-v",
-                "error",
-                "-i",
-                &snap,
-                "-frames:v",
-                "1",
-                out.to_str().unwrap(),
-            ],
-        ),
-        WAIT,
+    let ffmpeg = run(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-i",
+            &snap,
+            "-frames:v",
+            "1",
+            out.to_str().unwrap(),
+        ],
     )
     .await;
     assert!(ffmpeg.status.success(), "{ffmpeg:?}");
-    let probe = output_within(
-        command(
-            "ffprobe",
-            &[
-                "-v",
-                "error",
-                "-show_entries",
-                "stream=width,height",
-                "-of",
-                "csv=p=0",
-                out.to_str().unwrap(),
-            ],
-        ),
-        WAIT,
+    let probe = run(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+            out.to_str().unwrap(),
+        ],
     )
     .await;
-    assert_eq!(String::from_utf8_lossy(&probe.stdout).trim(), "320,240");
+    assert_eq!(probe.stdout.trim(), "320,240");
     server.shutdown().await;
 }
 
@@ -416,23 +375,20 @@ async fn gstreamer_decodes_thirty_frames_of_the_stream() {
     }
     let server = TestServer::start(CAMERA).await;
     let location = format!("location=http://{}/stream", server.addr);
-    let gst = output_within(
-        command(
-            "gst-launch-1.0",
-            &[
-                "-q",
-                "souphttpsrc",
-                &location,
-                "!",
-                "multipartdemux",
-                "!",
-                "jpegdec",
-                "!",
-                "fakesink",
-                "num-buffers=30",
-            ],
-        ),
-        WAIT,
+    let gst = run(
+        "gst-launch-1.0",
+        &[
+            "-q",
+            "souphttpsrc",
+            &location,
+            "!",
+            "multipartdemux",
+            "!",
+            "jpegdec",
+            "!",
+            "fakesink",
+            "num-buffers=30",
+        ],
     )
     .await;
     assert!(gst.status.success(), "{gst:?}");
@@ -445,11 +401,7 @@ async fn prometheus_parses_the_metrics() {
     if !have_tool("python3") {
         return;
     }
-    let has_parser = output_within(
-        command("python3", &["-c", "import prometheus_client.parser"]),
-        WAIT,
-    )
-    .await;
+    let has_parser = run("python3", &["-c", "import prometheus_client.parser"]).await;
     if !has_parser.status.success() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -476,13 +428,9 @@ async fn prometheus_parses_the_metrics() {
         from prometheus_client.parser import text_string_to_metric_families as parse\n\
         for f in parse(open(sys.argv[1]).read()):\n\
         \x20   print(f.name, f.type, ' '.join(sorted(set(s.name for s in f.samples))))\n";
-    let parsed = output_within(
-        command("python3", &["-c", script, file.to_str().unwrap()]),
-        WAIT,
-    )
-    .await;
+    let parsed = run("python3", &["-c", script, file.to_str().unwrap()]).await;
     assert!(parsed.status.success(), "{parsed:?}");
-    let families = String::from_utf8(parsed.stdout).unwrap();
+    let families = parsed.stdout;
     insta::assert_snapshot!(families);
     let sent: f64 = String::from_utf8_lossy(&body)
         .lines()
@@ -491,5 +439,69 @@ async fn prometheus_parses_the_metrics() {
         .parse()
         .unwrap();
     assert!(sent >= 5.0);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_camera_stopped_gets_the_newest_frame_again_after_a_second() {
+    // The camera stalls for 3 s after its 10th frame.
+    let server = TestServer::start("sim:320x240@30#stall_after=10&stall_ms=3000").await;
+    let (mut stream, _) = Parts::open(&server.addr, "/stream").await;
+    let mut last = (seq(&stream.next().await), Instant::now());
+    let repeated = tokio::time::timeout(WAIT, async {
+        loop {
+            let frame = stream.next().await;
+            let now = Instant::now();
+            if seq(&frame) == last.0 {
+                return now - last.1;
+            }
+            last = (seq(&frame), now);
+        }
+    })
+    .await
+    .expect("the newest frame was never sent again");
+    assert!(
+        repeated >= Duration::from_millis(900) && repeated <= Duration::from_millis(1600),
+        "sent again after {repeated:?}, expected about a second"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_viewer_that_goes_away_is_noticed_without_a_frame_to_write() {
+    if !have_tool("sh") {
+        return;
+    }
+    // A camera that delivers one frame (opening waits for it) and then nothing: a snapshot
+    // asked for afterwards waits, with nothing to write.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("one.jpg"), solid_jpeg([9, 9, 9], 64, 48)).unwrap();
+    let camera = format!(
+        "exec:sh -c \"cat '{}/one.jpg'; exec sleep 60\"#timeout=90",
+        dir.path().display()
+    );
+    let server = TestServer::start(&camera).await;
+    let mut waiting = TcpStream::connect(&server.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /snapshot HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    // Until /state lists it as HTTP, its request has not been read.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, body) = raw_request(&server.addr, b"GET /state HTTP/1.1\r\n\r\n").await;
+        let state: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if state["clients"][0]["protocol"] == "http" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot request was not read: {state}"
+        );
+    }
+    drop(waiting);
+    server
+        .wait_for_stats("the viewer that went away to be let go", |s| s.clients == 0)
+        .await;
     server.shutdown().await;
 }

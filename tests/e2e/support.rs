@@ -607,3 +607,13 @@ impl Drop for Process {
         self.kill();
     }
 }
+
+/// A `width` x `height` JPEG of one colour.
+pub fn solid_jpeg(rgb: [u8; 3], width: u16, height: u16) -> Vec<u8> {
+    let pixels = rgb.repeat(usize::from(width) * usize::from(height));
+    let mut jpeg = Vec::new();
+    jpeg_encoder::Encoder::new(&mut jpeg, 90)
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    jpeg
+}

@@ -41,8 +41,9 @@ impl Protocol {
 pub enum Framing {
     /// A 4-byte big-endian length, then the JPEG.
     Legacy,
-    /// A part of a `multipart/x-mixed-replace` stream.
-    Multipart,
+    /// A part of a `multipart/x-mixed-replace` stream; with `advance_headers` the part's
+    /// headers went out with the previous one (see `http::response::ADVANCE_PART_TAIL`).
+    Multipart { advance_headers: bool },
     /// The whole response to a snapshot request; `head_only` for `HEAD`.
     Snapshot { head_only: bool },
 }
@@ -63,10 +64,19 @@ impl Framing {
                 body: true,
                 tail: b"",
             },
-            Framing::Multipart => Framed {
+            Framing::Multipart {
+                advance_headers: false,
+            } => Framed {
                 head: response::part_head(frame),
                 body: true,
                 tail: response::PART_TAIL,
+            },
+            Framing::Multipart {
+                advance_headers: true,
+            } => Framed {
+                head: Vec::new(),
+                body: true,
+                tail: response::ADVANCE_PART_TAIL,
             },
             Framing::Snapshot { head_only } => Framed {
                 head: response::snapshot_head(frame),

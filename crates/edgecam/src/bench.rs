@@ -63,8 +63,8 @@ const TICKS_PER_SECOND: f64 = 100.0;
 const CAMERA_FPS: f64 = 30.0;
 /// The input formats the encode-alone figures are given for.
 const INPUTS: [PixelFormat; 2] = [PixelFormat::Rgb24, PixelFormat::Nv12];
-/// Clients of the passthrough fan-out figures.
-const FANOUT_CLIENTS: [usize; 2] = [8, 16];
+/// Clients of the passthrough fan-out figures, over both protocols.
+const FANOUT_CLIENTS: [usize; 3] = [1, 8, 16];
 
 pub async fn run(args: BenchArgs) -> Result<()> {
     if !cfg!(target_os = "linux") {
@@ -263,7 +263,8 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
 }
 
 /// `exec:` cameras fed by ffmpeg, which loops one frame of the scene: raw NV12 at 30 fps
-/// encoded for one client; JPEGs passed through to 8 and 16 clients, against GStreamer's
+/// encoded for one client; JPEGs passed through to 1, 8 and 16 clients over the legacy
+/// protocol and over HTTP, against GStreamer's
 /// fan-out of the same JPEG (when gst-launch-1.0 is installed); and the idle CPU of a server
 /// with an `exec:` camera running and no client.
 async fn exec_cameras(
@@ -336,16 +337,25 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
         jpeg.display()
     );
     let server = ServerProcess::start(args, &camera)?;
+    let http = format!("http://{}/stream", server.addr);
     for n in FANOUT_CLIENTS {
-        let ours = stream_clients(&server.addr, server.child.id(), n, window).await?;
-        let gst = match gstreamer_fanout(jpeg, n, window).await {
-            Ok(ms) => format!("GStreamer multipartmux ! tcpserversink: {ms:.3} ms"),
-            Err(why) => format!("GStreamer: skipped: {why}"),
+        let legacy = stream_clients(&server.addr, server.child.id(), n, window).await?;
+        let ours = stream_clients(&http, server.child.id(), n, window).await?;
+        let gst = if n == 1 {
+            String::new()
+        } else {
+            match gstreamer_fanout(jpeg, n, window).await {
+                Ok(ms) => format!("; GStreamer multipartmux ! tcpserversink: {ms:.3} ms"),
+                Err(why) => format!("; GStreamer: skipped: {why}"),
+            }
         };
         println!(
-            "passthrough from exec: MJPEG, {n:2} clients: server CPU {:.3} ms per delivered frame ({:.0} frames/s delivered); {gst}",
+            "passthrough from exec: MJPEG, {n:2} clients: server CPU per delivered frame: legacy {:.3} ms ({:.0} frames/s), HTTP /stream {:.3} ms ({:.0} frames/s; {:.2}x legacy, target <= 1.10x){gst}",
+            legacy.cpu_per_delivered_ms,
+            legacy.delivered as f64 / window.as_secs_f64(),
             ours.cpu_per_delivered_ms,
-            ours.delivered as f64 / window.as_secs_f64()
+            ours.delivered as f64 / window.as_secs_f64(),
+            ours.cpu_per_delivered_ms / legacy.cpu_per_delivered_ms,
         );
     }
     drop(server);
@@ -669,7 +679,8 @@ struct Throughput {
     cpu_per_captured_ms: f64,
 }
 
-/// `n` clients stream for `window`; server CPU per delivered and per captured frame.
+/// `n` clients stream from `addr` (a legacy `HOST:PORT` or an `http://` stream URL) for
+/// `window`; server CPU per delivered and per captured frame.
 async fn stream_clients(addr: &str, pid: u32, n: usize, window: Duration) -> Result<Throughput> {
     let mut clients = Vec::new();
     for _ in 0..n {

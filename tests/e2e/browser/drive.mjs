@@ -19,6 +19,8 @@ import zlib from "node:zlib";
 import { chromium } from "playwright-core";
 
 const WAIT_MS = 10_000;
+// Starting Chromium is the slow part on a busy machine.
+const LAUNCH_MS = 30_000;
 const WINDOW_MS = 1_500;
 const CHROMIUM = process.env.EDGECAM_CHROMIUM || "/usr/bin/chromium";
 const ARGS = [
@@ -36,7 +38,7 @@ async function launch(userDataDir) {
     headless: true,
     args: ARGS,
     viewport: { width: 800, height: 600 },
-    timeout: WAIT_MS,
+    timeout: LAUNCH_MS,
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(WAIT_MS);

@@ -171,7 +171,9 @@ fn parse_head(head: &[u8]) -> Result<RequestHead, HeadError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     /// `/stream`, `/?action=stream`: frames as `multipart/x-mixed-replace`.
-    Stream,
+    /// `advance_headers=1` (ustreamer's parameter) asks for each part's headers right after
+    /// the previous frame, which browsers need to show a frame as soon as it is in.
+    Stream { advance_headers: bool },
     /// `/snapshot`, `/?action=snapshot`: one frame captured after the request.
     Snapshot,
     /// `/`: the page.
@@ -196,7 +198,9 @@ pub enum Answer {
 /// Routes a request. Unknown query parameters are ignored (OctoPrint appends nonces).
 pub fn route(head: &RequestHead) -> Answer {
     let route = match (head.path.as_str(), head.query_param("action")) {
-        ("/", Some("stream")) | ("/stream" | "/stream.mjpg", _) => Route::Stream,
+        ("/", Some("stream")) | ("/stream" | "/stream.mjpg", _) => Route::Stream {
+            advance_headers: head.query_param("advance_headers") == Some("1"),
+        },
         ("/", Some("snapshot")) | ("/snapshot" | "/snapshot.jpg", _) => Route::Snapshot,
         ("/" | "/index.html", _) => Route::Page,
         ("/state", _) => Route::State,
@@ -256,12 +260,23 @@ mod tests {
     #[test]
     fn the_peers_urls_route_alike() {
         let stream = Answer::Serve {
-            route: Route::Stream,
+            route: Route::Stream {
+                advance_headers: false,
+            },
             head_only: false,
         };
         assert_eq!(answer("GET /stream HTTP/1.1\r\n\r\n"), stream);
         assert_eq!(answer("GET /?action=stream HTTP/1.0\r\n\r\n"), stream);
         assert_eq!(answer("GET /?_=1699&action=stream HTTP/1.1\n\n"), stream);
+        assert_eq!(
+            answer("GET /stream?advance_headers=1 HTTP/1.1\r\n\r\n"),
+            Answer::Serve {
+                route: Route::Stream {
+                    advance_headers: true
+                },
+                head_only: false
+            }
+        );
         assert_eq!(
             answer("HEAD /?action=snapshot HTTP/1.1\r\n\r\n"),
             Answer::Serve {

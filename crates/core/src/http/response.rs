@@ -12,11 +12,16 @@ use super::Status;
 /// The multipart boundary, declared without the leading dashes it carries on the wire.
 pub const BOUNDARY: &str = "edgecam-boundary";
 
-/// What ends every part: the JPEG's line end and the *next* part's boundary line. Written
-/// right after the frame, because browsers show a part only once the next one begins
-/// (crbug 527446): so the newest frame is shown as soon as it has arrived, not one frame
-/// later.
+/// What ends every part: the JPEG's line end and the next part's boundary line, so a reader
+/// knows a part is over as soon as it is.
 pub const PART_TAIL: &[u8] = b"\r\n--edgecam-boundary\r\n";
+
+/// With advance headers: the next part's boundary *and its headers*, right after the frame.
+/// Chromium shows a part only once the next part's header block is in (crbug 527446), so
+/// this shows each frame as soon as it has arrived instead of one frame later; the price is
+/// that parts carry no `Content-Length` and `X-Timestamp` (they are not known yet), which
+/// some tools need, so it is asked for (`advance_headers=1`, as with ustreamer) by the page.
+pub const ADVANCE_PART_TAIL: &[u8] = b"\r\n--edgecam-boundary\r\nContent-Type: image/jpeg\r\n\r\n";
 
 /// The header lines every response carries.
 const COMMON: &str = "Server: edgecam\r\n\
@@ -75,9 +80,10 @@ pub fn options() -> Vec<u8> {
     )
 }
 
-/// The head of an MJPEG stream, up to and including the first part's boundary line (which is
-/// body, so `head_only`, as `HEAD` is answered, leaves it out).
-pub fn stream_head(head_only: bool) -> Vec<u8> {
+/// The head of an MJPEG stream, up to and including the first part's boundary line, and with
+/// `advance_headers` its headers too (which are body, so `head_only`, as `HEAD` is answered,
+/// leaves them out).
+pub fn stream_head(head_only: bool, advance_headers: bool) -> Vec<u8> {
     let mut out = head(
         Status::Ok,
         Some(&format!("multipart/x-mixed-replace;boundary={BOUNDARY}")),
@@ -87,9 +93,13 @@ pub fn stream_head(head_only: bool) -> Vec<u8> {
     if head_only {
         return out;
     }
-    out.extend_from_slice(b"--");
-    out.extend_from_slice(BOUNDARY.as_bytes());
-    out.extend_from_slice(b"\r\n");
+    let tail = if advance_headers {
+        ADVANCE_PART_TAIL
+    } else {
+        PART_TAIL
+    };
+    // The tail without the previous part's line end.
+    out.extend_from_slice(&tail[2..]);
     out
 }
 
@@ -140,7 +150,7 @@ mod tests {
     #[test]
     fn what_a_stream_looks_like_on_the_wire() {
         let f = frame();
-        let mut wire = stream_head(false);
+        let mut wire = stream_head(false, false);
         for _ in 0..2 {
             wire.extend_from_slice(&part_head(&f));
             wire.extend_from_slice(&f.jpeg);
@@ -175,7 +185,20 @@ mod tests {
     }
 
     #[test]
-    fn the_tail_carries_the_declared_boundary() {
+    fn the_tails_carry_the_declared_boundary() {
         assert_eq!(PART_TAIL, format!("\r\n--{BOUNDARY}\r\n").as_bytes());
+        assert!(ADVANCE_PART_TAIL.starts_with(PART_TAIL));
+        assert!(ADVANCE_PART_TAIL.ends_with(b"\r\n\r\n"));
+    }
+
+    #[test]
+    fn with_advance_headers_each_part_is_announced_before_its_frame() {
+        let f = frame();
+        let mut wire = stream_head(false, true);
+        for _ in 0..2 {
+            wire.extend_from_slice(&f.jpeg);
+            wire.extend_from_slice(ADVANCE_PART_TAIL);
+        }
+        insta::assert_snapshot!(String::from_utf8_lossy(&wire));
     }
 }

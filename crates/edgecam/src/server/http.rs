@@ -15,14 +15,15 @@ use super::{Shared, lock};
 /// The page at `/`: no external assets, so it works on a LAN without internet.
 const PAGE: &str = include_str!("page.html");
 
-/// The whole response to a request for `route` (the page, `/state` or `/metrics`).
-pub(super) fn render(shared: &Shared, route: Route, head_only: bool) -> Vec<u8> {
+/// The whole response to a request for `route` (the page, `/state` or `/metrics`) from client
+/// `asking`.
+pub(super) fn render(shared: &Shared, route: Route, head_only: bool, asking: u64) -> Vec<u8> {
     let (content_type, body) = match route {
         Route::Page => ("text/html; charset=utf-8", PAGE.to_owned()),
-        Route::State => ("application/json", state(shared)),
+        Route::State => ("application/json", state(shared, asking)),
         Route::Metrics => ("text/plain; version=0.0.4; charset=utf-8", metrics(shared)),
         // Frames are the session's to send, not a rendered body.
-        Route::Stream | Route::Snapshot => {
+        Route::Stream { .. } | Route::Snapshot => {
             return response::error(Status::NotFound, "frames are not rendered");
         }
     };
@@ -84,8 +85,8 @@ fn round(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
-/// `/state`: the camera, rates, every client, uptime and version.
-fn state(shared: &Shared) -> String {
+/// `/state`: the camera, rates, every client but the one `asking`, uptime and version.
+fn state(shared: &Shared, asking: u64) -> String {
     let caps = &shared.camera.capabilities;
     let online = !shared.capture.offline.load(Ordering::Relaxed);
     let latest = shared.frames.borrow().as_ref().map(|f| {
@@ -100,6 +101,7 @@ fn state(shared: &Shared) -> String {
     let rates = lock(&shared.rates);
     let clients: Vec<serde_json::Value> = lock(&shared.clients)
         .iter()
+        .filter(|(id, _)| **id != asking)
         .map(|(id, c)| {
             serde_json::json!({
                 "peer": c.peer,

@@ -334,8 +334,9 @@ enum Wire {
     Legacy,
     /// An HTTP request head, still arriving.
     HttpHead(HeadReader),
-    /// The request was read: nothing the peer sends now is looked at.
-    HttpAnswered,
+    /// The request was read: what the peer sends now is only counted (`extra` bytes), and
+    /// too much of it closes the connection.
+    HttpAnswered { extra: usize },
 }
 
 /// Drives one session: bytes in, frames out, until the session closes.
@@ -359,13 +360,16 @@ async fn run_session<R: ByteSource, W: ByteSink>(
     // The last frame sent on a multipart stream and when, to send again after a quiet second.
     let mut last_part: Option<(Frame, tokio::time::Instant)> = None;
     let mut wanting = false;
-    // False once the client has shut down its sending side (or sent its one HTTP request): it
-    // may still be reading a stream.
+    // True once no command can come any more: a legacy client shut down its sending side (it
+    // may still be reading a stream), or an HTTP client's one request was read.
+    let mut commands_over = false;
+    // False once the peer's side has ended. An HTTP peer is read on after its request, so
+    // that one that went away is noticed even while no frame is being written.
     let mut reading = true;
     let mut buf = [0u8; 1024];
     loop {
-        if !reading && !session.wants_frame() {
-            // No command can come any more, and nothing is owed.
+        if commands_over && !session.wants_frame() {
+            // Nothing is owed, and nothing more can be asked for.
             session.close(CloseReason::Disconnected);
         }
         while let Some(event) = session.poll_event() {
@@ -391,20 +395,27 @@ async fn run_session<R: ByteSource, W: ByteSink>(
             biased;
             () = shared.stop.cancelled() => session.close(CloseReason::ServerStopping),
             read = reader.read(&mut buf), if reading => match read {
-                Ok(0) => reading = false,
+                Ok(0) if matches!(wire, Wire::HttpAnswered { .. }) => {
+                    // HTTP clients do not half-close: the viewer is gone.
+                    session.close(CloseReason::Disconnected);
+                }
+                Ok(0) => {
+                    reading = false;
+                    commands_over = true;
+                }
                 Ok(n) => {
-                    let input = Input { shared: &shared, peer: &peer, counters: &counters };
+                    let input = Input { shared: &shared, peer: &peer, id, counters: &counters };
                     match input.bytes(&mut wire, &mut session, &buf[..n]) {
                         Next::Read => {}
                         Next::Frames(f, head) => {
                             framing = f;
-                            reading = false;
+                            commands_over = true;
                             if !head.is_empty() && !send(&shared, &peer, &mut writer, &[&head]).await {
                                 session.close(CloseReason::Disconnected);
                             }
                         }
                         Next::Answer(bytes) => {
-                            reading = false;
+                            commands_over = true;
                             if send(&shared, &peer, &mut writer, &[&bytes]).await {
                                 session.close(CloseReason::Answered);
                             } else {
@@ -428,7 +439,7 @@ async fn run_session<R: ByteSource, W: ByteSink>(
                         shared.skipped.fetch_add(newly_skipped, Ordering::Relaxed);
                         if send_frame(&shared, &peer, &mut writer, framing, &frame).await {
                             counters.sent.fetch_add(1, Ordering::Relaxed);
-                            if framing == Framing::Multipart {
+                            if matches!(framing, Framing::Multipart { .. }) {
                                 last_part = Some((frame, tokio::time::Instant::now()));
                             }
                         } else {
@@ -489,8 +500,12 @@ enum Next {
 struct Input<'a> {
     shared: &'a Shared,
     peer: &'a str,
+    id: u64,
     counters: &'a ClientCounters,
 }
+
+/// Bytes an HTTP peer may send after its request (no route takes a body) before it is closed.
+const MAX_HTTP_EXTRA: usize = 64 * 1024;
 
 impl Input<'_> {
     fn bytes(&self, wire: &mut Wire, session: &mut Session, bytes: &[u8]) -> Next {
@@ -505,7 +520,15 @@ impl Input<'_> {
             };
         }
         match wire {
-            Wire::Undecided | Wire::HttpAnswered => Next::Read,
+            Wire::Undecided => Next::Read,
+            Wire::HttpAnswered { extra } => {
+                *extra = extra.saturating_add(bytes.len());
+                if *extra > MAX_HTTP_EXTRA {
+                    tracing::info!(peer = %self.peer, "closing: the HTTP client keeps sending after its request");
+                    session.close(CloseReason::Garbage);
+                }
+                Next::Read
+            }
             Wire::Legacy => {
                 let before = session.stats().commands;
                 session.handle_input(bytes, now);
@@ -518,26 +541,29 @@ impl Input<'_> {
                     Ok(None) => return Next::Read,
                     Ok(Some(head)) => head,
                     Err(e) => {
-                        *wire = Wire::HttpAnswered;
+                        *wire = Wire::HttpAnswered { extra: 0 };
                         tracing::info!(peer = %self.peer, error = %e, "bad HTTP request");
                         return Next::Answer(response::error(e.status(), &e.to_string()));
                     }
                 };
-                *wire = Wire::HttpAnswered;
+                *wire = Wire::HttpAnswered { extra: 0 };
                 let answer = edgecam_core::http::request::route(&head);
                 tracing::debug!(peer = %self.peer, path = %head.path, ?answer, "HTTP request");
                 match answer {
                     Answer::Serve {
-                        route: Route::Stream,
+                        route: Route::Stream { advance_headers },
                         head_only: true,
-                    } => Next::Answer(response::stream_head(true)),
+                    } => Next::Answer(response::stream_head(true, advance_headers)),
                     Answer::Serve {
-                        route: Route::Stream,
+                        route: Route::Stream { advance_headers },
                         head_only: false,
                     } => {
                         session.handle_command(Command::Stream, now);
                         self.shared.commands.fetch_add(1, Ordering::Relaxed);
-                        Next::Frames(Framing::Multipart, response::stream_head(false))
+                        Next::Frames(
+                            Framing::Multipart { advance_headers },
+                            response::stream_head(false, advance_headers),
+                        )
                     }
                     Answer::Serve {
                         route: Route::Snapshot,
@@ -548,7 +574,7 @@ impl Input<'_> {
                         Next::Frames(Framing::Snapshot { head_only }, Vec::new())
                     }
                     Answer::Serve { route, head_only } => {
-                        Next::Answer(http::render(self.shared, route, head_only))
+                        Next::Answer(http::render(self.shared, route, head_only, self.id))
                     }
                     Answer::Options => Next::Answer(response::options()),
                     Answer::Error(status, message) => {
