@@ -176,3 +176,27 @@ fn cameras_lists_this_machines_v4l2_devices_or_says_there_are_none() {
         );
     }
 }
+
+#[test]
+fn a_v4l2_camera_that_is_not_there_is_an_error_naming_it() {
+    for (name, spec) in [
+        ("v4l2_missing_node", "v4l2:/dev/video-edgecam-e2e-missing"),
+        ("v4l2_unknown_name", "v4l2:edgecam-e2e-no-such-camera"),
+        ("v4l2_bad_option", "v4l2:0#format=h264"),
+    ] {
+        let out = edgecam(&["serve", "--camera", spec]);
+        assert!(!out.status.success(), "{out:?}");
+        let error = out
+            .stderr
+            .lines()
+            .filter(|line| line.starts_with("error:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        // What follows "there are" depends on this machine's devices.
+        let error = match error.split_once(" there are ") {
+            Some((head, _)) => format!("{head} there are ..."),
+            None => error,
+        };
+        insta::assert_snapshot!(name, error, &format!("edgecam serve --camera {spec}"));
+    }
+}

@@ -399,7 +399,8 @@ mod tests {
         assert_eq!(camera.capabilities(), None);
         match camera.open().await {
             Err(CameraError::Open { source, .. }) => {
-                assert!(source.to_string().contains("No such file"), "{source}")
+                let chain = crate::error_chain(source.as_ref());
+                assert!(chain.starts_with("open failed: No such file"), "{chain}")
             }
             other => panic!("{other:?}"),
         }

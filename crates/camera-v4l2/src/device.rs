@@ -190,9 +190,9 @@ pub enum Ready {
     Error,
 }
 
-/// An ioctl (or `open`, `mmap`, `poll`) that failed, with the kernel's errno.
+/// An ioctl (or `open`, `mmap`, `poll`) that failed, with the kernel's errno as its source.
 #[derive(Debug, thiserror::Error)]
-#[error("{op} failed: {source}")]
+#[error("{op} failed")]
 pub struct DeviceError {
     pub op: &'static str,
     #[source]

@@ -90,7 +90,7 @@ pub use sim::{
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum V4l2Error {
-    #[error("{0}")]
+    #[error(transparent)]
     Device(#[from] DeviceError),
     #[error("{0}")]
     NotFound(String),
@@ -125,6 +125,7 @@ pub fn kind() -> CameraKind {
     }
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn build(spec: &Spec<'_>, context: &CameraContext) -> Result<Box<dyn Camera>, CameraError> {
     let config = V4l2Config::from_spec(spec)?;
     Ok(Box::new(V4l2Camera::new(
@@ -168,7 +169,7 @@ pub fn list_cameras() -> String {
 }
 
 /// An error and its sources, `: `-separated.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(e) = source {

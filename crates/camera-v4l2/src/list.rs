@@ -53,7 +53,7 @@ pub fn find_by_name(sysfs: &Path, dev: &Path, name: &str) -> Result<PathBuf, Str
     }
     if nodes.is_empty() {
         return Err(format!(
-            "no V4L2 device is called {name:?}: there are none ({} is missing or empty)",
+            "no V4L2 device is called {name:?}; there are none ({} is missing or empty)",
             sysfs.display()
         ));
     }
@@ -75,7 +75,7 @@ pub fn describe(node: &Node, device: &mut dyn Device) -> String {
     let caps = match device.query_cap() {
         Ok(caps) => caps,
         Err(e) => {
-            let _ = writeln!(text, ": cannot query it ({e})");
+            let _ = writeln!(text, ": cannot query it ({})", crate::error_chain(&e));
             return text;
         }
     };
@@ -118,7 +118,11 @@ pub fn describe(node: &Node, device: &mut dyn Device) -> String {
             }
         }
         Err(e) => {
-            let _ = writeln!(text, "  cannot list its formats ({e})");
+            let _ = writeln!(
+                text,
+                "  cannot list its formats ({})",
+                crate::error_chain(&e)
+            );
         }
     }
     let _ = writeln!(
@@ -153,9 +157,10 @@ where
             Err(e) => {
                 let _ = writeln!(
                     text,
-                    "{} {:?}: cannot open it ({e}); is it in use, or are you not in the video group?",
+                    "{} {:?}: cannot open it ({}); is it in use, or are you not in the video group?",
                     node.path.display(),
-                    node.name
+                    node.name,
+                    crate::error_chain(&e)
                 );
             }
         }
