@@ -183,6 +183,7 @@ fn a_v4l2_camera_that_is_not_there_is_an_error_naming_it() {
         ("v4l2_missing_node", "v4l2:/dev/video-edgecam-e2e-missing"),
         ("v4l2_unknown_name", "v4l2:edgecam-e2e-no-such-camera"),
         ("v4l2_bad_option", "v4l2:0#format=h264"),
+        ("v4l2_not_a_video_device", "v4l2:/dev/null"),
     ] {
         let out = edgecam(&["serve", "--camera", spec]);
         assert!(!out.status.success(), "{out:?}");

@@ -147,7 +147,10 @@ impl V4l2Camera {
 /// Opens the device, chooses the format and starts streaming.
 fn start(opener: &Opener, config: &V4l2Config) -> Result<(Stream, Capabilities), V4l2Error> {
     let mut device = opener()?;
-    let caps = device.query_cap()?;
+    let caps = device.query_cap().map_err(|e| match e.errno() {
+        Some(libc::ENOTTY) => V4l2Error::NotV4l2,
+        _ => V4l2Error::Device(e),
+    })?;
     let Some(ty) = caps.capture_type() else {
         return Err(V4l2Error::NotCapture {
             card: caps.card,

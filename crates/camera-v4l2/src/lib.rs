@@ -94,6 +94,8 @@ pub enum V4l2Error {
     Device(#[from] DeviceError),
     #[error("{0}")]
     NotFound(String),
+    #[error("it is not a V4L2 device (VIDIOC_QUERYCAP: ENOTTY); `edgecam cameras` lists them")]
+    NotV4l2,
     #[error(
         "it is not a video capture node ({driver} {card:?}); `edgecam cameras` lists the nodes and what each captures"
     )]

@@ -526,3 +526,62 @@ impl Mapped for MmapBuffer {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// This machine has no V4L2, but the ioctl path itself runs against any file: one that
+    /// is not a video device answers every request with ENOTTY, and nothing else happens.
+    #[test]
+    fn a_file_that_is_not_a_v4l2_device_answers_enotty() {
+        let mut device = FdDevice::open(Path::new("/dev/null")).unwrap();
+        let enotty = |e: DeviceError| {
+            assert_eq!(e.errno(), Some(libc::ENOTTY), "{e:?}");
+            e.op
+        };
+        assert_eq!(enotty(device.query_cap().unwrap_err()), "VIDIOC_QUERYCAP");
+        assert_eq!(
+            enotty(device.enum_fmt(BufType::Capture, 0).unwrap_err()),
+            "VIDIOC_ENUM_FMT"
+        );
+        assert_eq!(
+            enotty(
+                device
+                    .s_fmt(BufType::CaptureMplane, abi::V4L2_PIX_FMT_NV12, (64, 48))
+                    .unwrap_err()
+            ),
+            "VIDIOC_S_FMT"
+        );
+        assert_eq!(
+            enotty(device.reqbufs(BufType::Capture, 4).unwrap_err()),
+            "VIDIOC_REQBUFS"
+        );
+        assert_eq!(
+            enotty(device.map(BufType::CaptureMplane, 0).unwrap_err()),
+            "VIDIOC_QUERYBUF"
+        );
+        assert_eq!(
+            enotty(device.dqbuf(BufType::Capture).unwrap_err()),
+            "VIDIOC_DQBUF"
+        );
+        assert_eq!(
+            enotty(device.streamon(BufType::Capture).unwrap_err()),
+            "VIDIOC_STREAMON"
+        );
+        // Frame sizes and frame rates are optional for drivers: ENOTTY means "not listed".
+        assert_eq!(
+            device.enum_framesizes(abi::V4L2_PIX_FMT_NV12, 0).unwrap(),
+            None
+        );
+        assert_eq!(device.parm(BufType::Capture, Some(30.0)).unwrap(), None);
+        // /dev/null is always readable.
+        assert_eq!(
+            device.wait(Duration::from_millis(10)).unwrap(),
+            Ready::Readable
+        );
+        let missing = FdDevice::open(Path::new("/dev/video-edgecam-missing")).unwrap_err();
+        assert_eq!((missing.op, missing.errno()), ("open", Some(libc::ENOENT)));
+    }
+}
