@@ -3,10 +3,13 @@
 //! The ioctls block (at most until the frame timeout), so every call on the device runs on
 //! tokio's blocking pool with the stream moved there and back; a `next_frame` cancelled
 //! meanwhile leaves the call running, and the next `next_frame`, `open` or `close` waits for
-//! it first, so the stream is never lost or used twice.
+//! it first, so the stream is never lost or used twice. `close` (and dropping the camera)
+//! first sets a flag the wait looks at every 100 ms, so a silent device does not hold up a
+//! stop for the whole frame timeout.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -71,6 +74,8 @@ pub struct V4l2Camera {
     stream: Option<Stream>,
     /// A `next_frame` still running on the blocking pool.
     pending: Option<Pending>,
+    /// Set by `close` (and drop) so that a pending wait gives up within a slice.
+    closing: Arc<AtomicBool>,
     capabilities: Option<Capabilities>,
 }
 
@@ -118,6 +123,7 @@ impl V4l2Camera {
             seq: 0,
             stream: None,
             pending: None,
+            closing: Arc::new(AtomicBool::new(false)),
             capabilities: None,
         }
     }
@@ -141,6 +147,13 @@ impl V4l2Camera {
             device: self.name.clone(),
             source: Box::new(source),
         }
+    }
+}
+
+impl Drop for V4l2Camera {
+    fn drop(&mut self) {
+        // A pending wait ends within a slice and drops the stream on the blocking pool.
+        self.closing.store(true, Ordering::Relaxed);
     }
 }
 
@@ -242,6 +255,7 @@ impl Camera for V4l2Camera {
 
     async fn open(&mut self) -> Result<Capabilities, CameraError> {
         self.settle().await;
+        self.closing.store(false, Ordering::Relaxed);
         self.stream = None;
         self.capabilities = None;
         let opener = self.opener.clone();
@@ -264,11 +278,12 @@ impl Camera for V4l2Camera {
             };
             let timeout = self.config.timeout;
             let clock = self.clock.clone();
+            let closing = self.closing.clone();
             self.pending = Some(tokio::task::spawn_blocking(move || {
                 let Stream { device, ring, .. } = &mut stream;
                 let result = match ring {
                     Some(ring) => ring
-                        .next(device.as_mut(), timeout)
+                        .next(device.as_mut(), timeout, &closing)
                         .map(|frame| (frame, clock.now())),
                     None => Err(RingError::Gone(DeviceError::new("stream", libc::ENODEV))),
                 };
@@ -324,6 +339,7 @@ impl Camera for V4l2Camera {
     }
 
     async fn close(&mut self) -> Result<(), CameraError> {
+        self.closing.store(true, Ordering::Relaxed);
         self.settle().await;
         self.stream = None;
         self.capabilities = None;
@@ -433,6 +449,27 @@ mod tests {
             camera.next_frame().await,
             Err(CameraError::NotOpen { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn closing_while_a_silent_device_is_waited_for_does_not_wait_for_the_timeout() {
+        let mut config = SimConfig::new(vec![SimFormat::raw(PixelFormat::Yuyv, &[(32, 16)])]);
+        // The first frame is 10 s away, the timeout longer still.
+        config.pace = crate::sim::Pace::Fps(0.1);
+        let sim = SimHandle::new(config);
+        let mut camera = camera(&sim, "v4l2:0#timeout=60");
+        camera.open().await.unwrap();
+        // Give up waiting for it, as the capture loop does on a stop, then close.
+        let cancelled = tokio::time::timeout(Duration::from_millis(50), camera.next_frame()).await;
+        assert!(cancelled.is_err(), "a frame came at once: {cancelled:?}");
+        let started = std::time::Instant::now();
+        camera.close().await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "close took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(sim.stats().buffers, 0);
     }
 
     #[tokio::test]

@@ -20,6 +20,7 @@
 //!   once. Should none be queued all the same, `next` waits for one to come back, at most
 //!   until its timeout.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -59,6 +60,9 @@ pub enum RingError {
     /// No frame within the timeout.
     #[error("no frame came within {0:.1?}")]
     Stalled(Duration),
+    /// The camera is closing: the wait was given up.
+    #[error("the camera is closing")]
+    Cancelled,
     /// An ioctl failed otherwise; no buffer is lost (it is retried at the next frame).
     #[error(transparent)]
     Device(DeviceError),
@@ -91,6 +95,10 @@ pub struct RingStats {
     /// Newest frames too old to serve.
     pub stale: u64,
 }
+
+/// The longest a single wait lasts, so that a closing camera is noticed soon even while the
+/// device delivers nothing.
+const WAIT_SLICE: Duration = Duration::from_millis(100);
 
 /// Where the buffers are: (queued, ours, lent).
 #[cfg(test)]
@@ -205,15 +213,20 @@ impl Ring {
         self.slots.iter().filter(|s| s.state == state).count()
     }
 
-    /// The newest frame, waiting at most `timeout` for one.
+    /// The newest frame, waiting at most `timeout` for one, or until `cancelled` is set
+    /// (looked at every [`WAIT_SLICE`]).
     pub fn next(
         &mut self,
         device: &mut dyn Device,
         timeout: Duration,
+        cancelled: &AtomicBool,
     ) -> Result<RingFrame, RingError> {
         let deadline = Instant::now() + timeout;
         let mut stale_checked = false;
         loop {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(RingError::Cancelled);
+            }
             self.collect_returns();
             self.queue_ours(device)?;
             let left = deadline.saturating_duration_since(Instant::now());
@@ -222,13 +235,17 @@ impl Ring {
             }
             if self.count(State::Queued) == 0 {
                 // Everything is lent: wait for a buffer to come back.
-                match self.returned.recv_timeout(left) {
+                match self.returned.recv_timeout(left.min(WAIT_SLICE)) {
                     Ok(index) => self.take_back(index),
-                    Err(_) => return Err(RingError::Stalled(timeout)),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    // The ring holds a sender itself, so this cannot happen.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        return Err(RingError::Stalled(timeout));
+                    }
                 }
                 continue;
             }
-            let ready = device.wait(left)?;
+            let ready = device.wait(left.min(WAIT_SLICE))?;
             if ready == Ready::Timeout {
                 continue;
             }

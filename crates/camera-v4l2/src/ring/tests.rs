@@ -14,6 +14,7 @@ use crate::sim::{Fault, SimConfig, SimDevice, SimFormat, SimHandle, sequence_of}
 const STALE: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(2);
 const BUFFERS: u32 = 4;
+static NOT_CANCELLED: AtomicBool = AtomicBool::new(false);
 
 fn sim() -> SimHandle {
     SimHandle::new(SimConfig::new(vec![SimFormat::raw(
@@ -43,7 +44,7 @@ fn the_newest_ready_frame_is_handed_out_and_the_older_ones_requeued() {
             .collect::<Vec<_>>(),
         [0, 1, 2]
     );
-    let frame = ring.next(&mut device, TIMEOUT).unwrap();
+    let frame = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     assert_eq!(frame.sequence, 2);
     assert!(frame.lent);
     assert_eq!(sequence_of(&frame.bytes), Some(2));
@@ -53,7 +54,7 @@ fn the_newest_ready_frame_is_handed_out_and_the_older_ones_requeued() {
     // Dropping the bytes sends the buffer back; the next frame queues it again.
     drop(frame);
     assert_eq!(ring.accounting(), (3, 1, 0));
-    let next = ring.next(&mut device, TIMEOUT).unwrap();
+    let next = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     assert_eq!(next.sequence, 3, "a fresh frame, filled on demand");
     assert_eq!(ring.stats().replaced, 2);
     assert!(sim.stats().violations.is_empty(), "{:?}", sim.stats());
@@ -65,7 +66,7 @@ fn a_stale_newest_frame_is_replaced_by_a_fresh_one() {
     let (mut device, mut ring) = start(&sim, 0);
     sim.deliver(4);
     sim.advance(Duration::from_secs(3));
-    let frame = ring.next(&mut device, TIMEOUT).unwrap();
+    let frame = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     assert_eq!(frame.sequence, 4);
     assert_eq!(ring.stats().stale, 1);
 }
@@ -78,7 +79,7 @@ fn skipped_frames_error_frames_and_empty_frames_are_not_handed_out() {
     sim.inject(Fault::EmptyFrame);
     sim.deliver(3);
     // 0 (error) and 1 (empty) are bad, 2 and 3 are skipped, 4 is served.
-    let frame = ring.next(&mut device, TIMEOUT).unwrap();
+    let frame = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     assert_eq!(frame.sequence, 4);
     let stats = ring.stats();
     assert_eq!((stats.bad, stats.skipped), (2, 2));
@@ -89,7 +90,7 @@ fn frames_are_copied_rather_than_lending_the_last_buffers() {
     let sim = sim();
     let (mut device, mut ring) = start(&sim, 0);
     let held: Vec<RingFrame> = (0..4)
-        .map(|_| ring.next(&mut device, TIMEOUT).unwrap())
+        .map(|_| ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap())
         .collect();
     let lent: Vec<bool> = held.iter().map(|f| f.lent).collect();
     assert_eq!(lent, [true, true, false, false]);
@@ -104,10 +105,10 @@ fn frames_are_copied_rather_than_lending_the_last_buffers() {
 fn an_unplugged_device_is_gone_and_a_replugged_one_streams_again() {
     let sim = sim();
     let (mut device, mut ring) = start(&sim, 0);
-    let held = ring.next(&mut device, TIMEOUT).unwrap();
+    let held = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     sim.unplug();
     assert!(matches!(
-        ring.next(&mut device, TIMEOUT),
+        ring.next(&mut device, TIMEOUT, &NOT_CANCELLED),
         Err(RingError::Gone(_))
     ));
     ring.stop(&mut device);
@@ -115,7 +116,7 @@ fn an_unplugged_device_is_gone_and_a_replugged_one_streams_again() {
     assert_eq!(sim.open().unwrap_err().errno(), Some(libc::ENOENT));
     sim.replug();
     let (mut device, mut ring) = start(&sim, 0);
-    let frame = ring.next(&mut device, TIMEOUT).unwrap();
+    let frame = ring.next(&mut device, TIMEOUT, &NOT_CANCELLED).unwrap();
     assert!(frame.sequence > held.sequence);
     // The bytes held across the unplug are still the frame they were.
     assert_eq!(sequence_of(&held.bytes), Some(u64::from(held.sequence)));
@@ -246,7 +247,7 @@ proptest! {
                     let good: Vec<_> = ready.iter().filter(|f| f.good).collect();
                     let skipped = (skip_left as usize).min(good.len());
                     let expected = good[skipped..].last().filter(|f| f.age <= STALE).map(|f| f.sequence);
-                    match ring.next(&mut device, TIMEOUT) {
+                    match ring.next(&mut device, TIMEOUT, &NOT_CANCELLED) {
                         Ok(frame) => {
                             prop_assert!(plugged, "a frame from an unplugged device");
                             match expected {
@@ -290,7 +291,9 @@ proptest! {
                             // Frames dequeued before the error may have used up skips.
                             skip_left = ring.skip;
                         }
-                        Err(RingError::Stalled(_)) => prop_assert!(false, "stalled on demand"),
+                        Err(RingError::Stalled(_) | RingError::Cancelled) => {
+                            prop_assert!(false, "stalled on demand")
+                        }
                     }
                 }
             }
@@ -306,4 +309,24 @@ proptest! {
         ring.stop(&mut device);
         prop_assert!(sim.stats().violations.is_empty(), "{:?}", sim.stats().violations);
     }
+}
+
+#[test]
+fn a_cancelled_wait_ends_within_a_slice_while_nothing_comes() {
+    let mut config = SimConfig::new(vec![SimFormat::raw(PixelFormat::Nv12, &[(64, 48)])]);
+    config.pace = crate::sim::Pace::Fps(1.0);
+    let sim = SimHandle::new(config);
+    let (mut device, mut ring) = start(&sim, 0);
+    let cancelled = AtomicBool::new(true);
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        ring.next(&mut device, Duration::from_secs(30), &cancelled),
+        Err(RingError::Cancelled)
+    ));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Nothing comes within a short timeout at 1 fps: a stall.
+    assert!(matches!(
+        ring.next(&mut device, Duration::from_millis(300), &NOT_CANCELLED),
+        Err(RingError::Stalled(_))
+    ));
 }
