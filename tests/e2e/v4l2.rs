@@ -4,18 +4,22 @@
 //! SIGNAL and a reopen once the device is back; and `edgecam cameras` on this machine.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use edgecam::clock::SystemClock;
-use edgecam_camera_v4l2::{Pace, SimConfig, SimFormat, SimHandle, V4l2Camera, V4l2Config};
+use edgecam_camera_v4l2::{
+    Pace, SimConfig, SimFormat, SimHandle, V4l2Camera, V4l2Config, V4l2Counters,
+};
 use edgecam_core::camera::PixelFormat;
 use edgecam_core::jpeg;
 use edgecam_core::spec::Spec;
 
 use crate::support::*;
 
-/// A server whose camera is `spec` over the simulated device `sim`.
-async fn serve(sim: &SimHandle, spec: &str) -> TestServer {
+/// A server whose camera is `spec` over the simulated device `sim`, and the camera's
+/// counters.
+async fn serve(sim: &SimHandle, spec: &str) -> (TestServer, Arc<V4l2Counters>) {
     let v4l2 = V4l2Config::from_spec(&Spec::parse(spec).unwrap()).unwrap();
     let sim = sim.clone();
     let camera = V4l2Camera::with_device(
@@ -24,7 +28,21 @@ async fn serve(sim: &SimHandle, spec: &str) -> TestServer {
         Arc::new(SystemClock::default()),
         move || Ok(Box::new(sim.open()?)),
     );
-    TestServer::with_camera(Box::new(camera), config(), Arc::new(SystemClock::default())).await
+    let counters = camera.counters();
+    let server =
+        TestServer::with_camera(Box::new(camera), config(), Arc::new(SystemClock::default())).await;
+    (server, counters)
+}
+
+/// Every frame went to the encoder in the driver's own buffer, and each buffer came back in
+/// time for the ring never to copy.
+fn assert_no_copy(counters: &V4l2Counters, at_least: u64) {
+    let lent = counters.lent.load(Ordering::Relaxed);
+    let copied = counters.copied.load(Ordering::Relaxed);
+    assert!(
+        lent >= at_least && copied == 0,
+        "{lent} lent, {copied} copied"
+    );
 }
 
 fn paced(mut config: SimConfig) -> SimConfig {
@@ -39,7 +57,7 @@ fn decode(frame: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isp_nodes_nv12_is_served_as_jpeg_at_its_size() {
     let sim = SimHandle::new(paced(SimConfig::rkisp_mainpath()));
-    let server = serve(&sim, "v4l2:rkisp_mainpath#size=1000x600&skip=5").await;
+    let (server, counters) = serve(&sim, "v4l2:rkisp_mainpath#size=1000x600&skip=5").await;
     let mut client = server.streamer().await;
     let mut seqs = Vec::new();
     for _ in 0..5 {
@@ -52,6 +70,7 @@ async fn an_isp_nodes_nv12_is_served_as_jpeg_at_its_size() {
     let (a, b) = (client.frame().await, client.frame().await);
     assert_ne!(decode(&a), decode(&b));
     server.shutdown().await;
+    assert_no_copy(&counters, 7);
     let stats = sim.stats();
     assert!(stats.violations.is_empty(), "{:?}", stats.violations);
     assert_eq!(stats.buffers, 0, "the server's stop freed the buffers");
@@ -89,7 +108,7 @@ async fn a_webcams_mjpeg_is_passed_through_with_its_huffman_tables_put_back() {
         SimFormat::raw(PixelFormat::Yuyv, &[(64, 48)]),
         SimFormat::mjpeg((64, 48), bare.clone()),
     ])));
-    let server = serve(&sim, "v4l2:/dev/video0").await;
+    let (server, counters) = serve(&sim, "v4l2:/dev/video0").await;
     let mut client = server.streamer().await;
     for _ in 0..3 {
         let frame = client.frame().await;
@@ -99,6 +118,7 @@ async fn a_webcams_mjpeg_is_passed_through_with_its_huffman_tables_put_back() {
         assert!(seq(&frame) > 0);
     }
     server.shutdown().await;
+    assert_no_copy(&counters, 3);
     assert!(sim.stats().violations.is_empty());
 }
 
@@ -120,7 +140,7 @@ async fn an_unplugged_camera_gives_no_signal_then_streams_again_once_replugged()
         PixelFormat::Nv12,
         &[(320, 240)],
     )])));
-    let server = serve(&sim, "v4l2:0").await;
+    let (server, _) = serve(&sim, "v4l2:0").await;
     let mut client = server.streamer().await;
     assert!(is_flat(&decode(&client.frame().await)));
     sim.unplug();

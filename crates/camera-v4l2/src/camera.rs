@@ -9,7 +9,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +33,16 @@ const STALE_AFTER: Duration = Duration::from_millis(500);
 /// Opens the device afresh: at every `open`, so that a replugged camera (a new node number,
 /// for `v4l2:NAME`) is found again.
 pub type Opener = Arc<dyn Fn() -> Result<Box<dyn Device>, V4l2Error> + Send + Sync>;
+
+/// What a V4L2 camera has handed out since it was created; shared, so a test or a stats
+/// line can read it while the camera is the server's.
+#[derive(Debug, Default)]
+pub struct V4l2Counters {
+    /// Frames handed on as the driver's own buffer (no copy).
+    pub lent: AtomicU64,
+    /// Frames copied because all buffers but two were still held downstream.
+    pub copied: AtomicU64,
+}
 
 /// An open device, streaming.
 struct Stream {
@@ -76,6 +86,7 @@ pub struct V4l2Camera {
     pending: Option<Pending>,
     /// Set by `close` (and drop) so that a pending wait gives up within a slice.
     closing: Arc<AtomicBool>,
+    counters: Arc<V4l2Counters>,
     capabilities: Option<Capabilities>,
 }
 
@@ -124,12 +135,18 @@ impl V4l2Camera {
             stream: None,
             pending: None,
             closing: Arc::new(AtomicBool::new(false)),
+            counters: Arc::default(),
             capabilities: None,
         }
     }
 
     pub fn config(&self) -> &V4l2Config {
         &self.config
+    }
+
+    /// Its counters, which stay readable after the camera moved into a server.
+    pub fn counters(&self) -> Arc<V4l2Counters> {
+        self.counters.clone()
     }
 
     /// Waits for a `next_frame` that was cancelled while on the blocking pool, and takes its
@@ -303,6 +320,12 @@ impl Camera for V4l2Camera {
         match result {
             Ok((frame, captured_at)) => {
                 tracing::trace!(sequence = frame.sequence, lent = frame.lent, "V4L2 frame");
+                let counter = if frame.lent {
+                    &self.counters.lent
+                } else {
+                    &self.counters.copied
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let image = image(stream.format, &stream.pix, frame.bytes);
                 self.stream = Some(stream);
                 let image = image.map_err(|source| CameraError::Image {

@@ -74,7 +74,7 @@ use std::sync::Arc;
 use edgecam_core::camera::{Camera, CameraContext, CameraError, CameraKind};
 use edgecam_core::spec::Spec;
 
-pub use camera::{Opener, V4l2Camera};
+pub use camera::{Opener, V4l2Camera, V4l2Counters};
 pub use config::{DEFAULT_TIMEOUT, MAX_SKIP, Source, V4l2Config};
 pub use device::{
     BufType, Dequeued, Device, DeviceCaps, DeviceError, FmtDesc, FrameSizes, Mapped, PixFormat,
