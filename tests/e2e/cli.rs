@@ -19,7 +19,7 @@ fn failure(out: &Finished) -> String {
 #[test]
 fn help_texts() {
     for command in [
-        "", "serve", "snap", "stream", "record", "repair", "view", "bench",
+        "", "serve", "snap", "stream", "record", "repair", "view", "bench", "cameras",
     ] {
         let args: Vec<&str> = [command, "--help"]
             .into_iter()

@@ -1,5 +1,6 @@
 //! End-to-end tests: real `edgecam` servers on loopback sockets, against the synthetic camera
-//! and `exec:`/`pipe:` cameras fed by real programs.
+//! and `exec:`/`pipe:` cameras fed by real programs, and the V4L2 camera over its simulated
+//! device.
 //! One test binary, a module per area (declared by `crates/edgecam`'s manifest).
 
 #![allow(clippy::unwrap_used)]
@@ -18,4 +19,5 @@ mod protocol;
 mod record;
 mod relay;
 mod support;
+mod v4l2;
 mod view;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use edgecam::clock::SystemClock;
 use edgecam::server::{Server, ServerConfig, ServerStats, StatsSnapshot};
-use edgecam_core::camera::CameraContext;
+use edgecam_core::camera::{Camera, CameraContext};
 use edgecam_core::codec::FrameDecoder;
 use edgecam_core::session::SessionConfig;
 use edgecam_core::time::Clock;
@@ -84,6 +84,16 @@ impl TestServer {
         let camera = edgecam::backends::cameras()
             .create(camera, &context)
             .unwrap_or_else(|e| panic!("camera {camera:?}: {e}"));
+        TestServer::with_camera(camera, config, clock).await
+    }
+
+    /// A server over a camera built here rather than from a spec (one over a simulated
+    /// device, say), on `clock`.
+    pub async fn with_camera(
+        camera: Box<dyn Camera>,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
         let transport = TcpTransport::bind("127.0.0.1:0").await.unwrap();
         let stop = CancellationToken::new();
         let encoder = Encoder::new(Box::new(RustBackend), 75, Passthrough::Stamped);

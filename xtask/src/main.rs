@@ -10,7 +10,10 @@
 //!   (`turbojpeg`, `opencv`), and `board-emulate` (the armv7 build smoke-tested under
 //!   qemu-arm), and `fuzz` (every cargo-fuzz target for 30 s), each skipped, with the
 //!   reason, where what it needs is missing. It stops at the first failure, naming the
-//!   step and the command that re-runs it, and ends with a table of legs.
+//!   step and the command that re-runs it, and ends with a table of legs. The test leg
+//!   includes camera-v4l2's check of its kernel structs against `linux/videodev2.h`,
+//!   which needs gcc, `arm-linux-gnueabihf-gcc`, qemu-arm and Rust's armv7 target: outside
+//!   CI it skips, saying so, where one is missing; under CI (`CI` set) it fails.
 //! - `cargo xtask layering`: the layering check alone.
 //! - `cargo xtask bench [args...]`: `cargo run --release --locked -p edgecam -- bench
 //!   [args...]`; the benchmark itself lives in the edgecam binary.

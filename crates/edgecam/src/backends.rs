@@ -12,6 +12,7 @@ pub fn cameras() -> CameraRegistry {
     registry.register(edgecam_camera_sim::kind());
     registry.register(edgecam_camera_pipe::exec_kind());
     registry.register(edgecam_camera_pipe::pipe_kind());
+    registry.register(edgecam_camera_v4l2::kind());
     #[cfg(feature = "opencv")]
     registry.register(edgecam_camera_opencv::kind());
     #[cfg(not(feature = "opencv"))]

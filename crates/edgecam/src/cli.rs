@@ -49,6 +49,8 @@ enum Command {
     View(ViewArgs),
     /// Measure encode cost, server CPU per frame, latency, memory and idle CPU.
     Bench(crate::bench::BenchArgs),
+    /// List the V4L2 cameras (Linux): each device's name, formats and sizes, and its --camera spec.
+    Cameras,
 }
 
 #[derive(Debug, Args)]
@@ -254,7 +256,17 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Repair(args) => repair(&args.file),
         Command::View(args) => view(args).await,
         Command::Bench(args) => crate::bench::run(args).await,
+        Command::Cameras => {
+            cameras();
+            Ok(())
+        }
     }
+}
+
+/// `edgecam cameras`: every V4L2 device node with what it offers, or a line saying there
+/// is none.
+fn cameras() {
+    say(edgecam_camera_v4l2::list_cameras().trim_end());
 }
 
 /// Seconds as a decimal number; `0` means "off" where a flag says so.
