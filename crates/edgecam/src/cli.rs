@@ -58,8 +58,9 @@ struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "0.0.0.0:6810")]
     bind: String,
-    /// Camera to serve, KIND[:SOURCE][#OPTIONS]: sim[:WxH[@FPS]] (synthetic), exec:COMMAND,
-    /// pipe:-|PATH, opencv:... in OpenCV builds. `--camera help` lists every kind with examples.
+    /// Camera to serve, KIND[:SOURCE][#OPTIONS]: sim[:WxH[@FPS]] (synthetic), v4l2:/dev/videoN|NAME
+    /// (Linux), exec:COMMAND, pipe:-|PATH, opencv:... in OpenCV builds. `--camera help` lists
+    /// every kind with examples; `edgecam cameras` lists the V4L2 devices.
     #[arg(long, default_value = "sim:640x480@30")]
     camera: String,
     #[command(flatten)]
