@@ -211,7 +211,6 @@ pub struct HttpStream {
     reader: MjpegReader,
     head: Option<(ResponseHead, BodyKind)>,
     buf: BytesMut,
-    closed: bool,
 }
 
 impl HttpStream {
@@ -250,7 +249,6 @@ impl HttpStream {
             reader: MjpegReader::new(config),
             head: None,
             buf: BytesMut::with_capacity(64 * 1024),
-            closed: false,
         })
     }
 
@@ -272,6 +270,7 @@ impl HttpStream {
     /// (unless what came so far already tells what is wrong: then that). Cancel-safe: bytes
     /// read before the future is dropped stay with the reader.
     pub async fn next_jpeg(&mut self, deadline: Instant) -> Result<Option<Bytes>, HttpError> {
+        let waited = deadline.saturating_duration_since(Instant::now());
         loop {
             match self.poll()? {
                 Some(Event::Jpeg(jpeg)) => return Ok(Some(jpeg)),
@@ -292,10 +291,7 @@ impl HttpStream {
             }
             self.buf.clear();
             match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
-                Ok(Ok(0)) => {
-                    self.closed = true;
-                    self.reader.finish();
-                }
+                Ok(Ok(0)) => self.reader.finish(),
                 Ok(Ok(_)) => self.reader.push(&self.buf),
                 Ok(Err(source)) => {
                     return Err(HttpError::Read {
@@ -303,7 +299,7 @@ impl HttpStream {
                         source,
                     });
                 }
-                Err(_) => return self.timed_out(deadline),
+                Err(_) => return self.timed_out(waited),
             }
         }
     }
@@ -317,10 +313,10 @@ impl HttpStream {
 
     /// At the deadline: before an accepted head, whatever came is judged as it stands (a
     /// 404 whose body is slow, a head that never ends); otherwise it is a timeout.
-    fn timed_out(&mut self, deadline: Instant) -> Result<Option<Bytes>, HttpError> {
+    fn timed_out(&mut self, waited: Duration) -> Result<Option<Bytes>, HttpError> {
         let timeout = HttpError::Timeout {
             url: self.url.clone(),
-            seconds: deadline.elapsed().as_secs_f64(),
+            seconds: waited.as_secs_f64(),
         };
         if self.head.is_some() || self.reader.buffered() == 0 {
             return Err(timeout);
