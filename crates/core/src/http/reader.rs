@@ -119,7 +119,7 @@ pub enum ReadError {
     #[error("sent chunked framing that is not HTTP: {what}")]
     BadChunk { what: String },
     #[error(
-        "answered {status} {reason} ({}){}: {body}",
+        "answered {status} {reason} ({}){}, {body}",
         content_type.as_deref().unwrap_or("no Content-Type"),
         location.as_ref().map(|l| format!(", redirecting to {l}")).unwrap_or_default()
     )]
@@ -129,7 +129,7 @@ pub enum ReadError {
         content_type: Option<String>,
         /// Where a redirect points.
         location: Option<String>,
-        /// The start of the body as text, or its first bytes in hex.
+        /// The start of the body as text or in hex: `its body beginning "<html>..."`.
         body: String,
     },
     #[error("declared a multipart boundary that is only dashes: {declared:?}")]
@@ -1034,11 +1034,11 @@ fn find_boundary_line(body: &[u8], core: &[u8], from: usize, closed: bool) -> Fo
     }
 }
 
-/// The start of a body for an error: text (white space runs made one space), or hex when it
-/// is not text.
+/// The start of a body for an error: `its body beginning "..."` (text, white space runs made
+/// one space), in hex when it is not text, or `with an empty body`.
 fn describe_body(body: &[u8]) -> String {
     if body.is_empty() {
-        return "an empty body".to_owned();
+        return "with an empty body".to_owned();
     }
     let head = &body[..body.len().min(SHOWN_BODY_BYTES)];
     let text = String::from_utf8_lossy(head);
@@ -1048,7 +1048,7 @@ fn describe_body(body: &[u8]) -> String {
         .filter(|&c| c != char::REPLACEMENT_CHARACTER)
         .count();
     if printable * 10 < text.chars().count() * 9 {
-        return describe_start(body);
+        return format!("its body beginning {}", hex_and_text(body));
     }
     let mut shown = String::new();
     let mut chars = 0;
@@ -1059,8 +1059,7 @@ fn describe_body(body: &[u8]) -> String {
             continue;
         }
         if chars == SHOWN_BODY_CHARS {
-            shown.push_str(" ...");
-            return shown;
+            return format!("its body beginning \"{shown}\"...");
         }
         if space {
             shown.push(' ');
@@ -1070,14 +1069,19 @@ fn describe_body(body: &[u8]) -> String {
         shown.push(c);
         chars += 1;
     }
-    shown
+    format!("its body \"{shown}\"")
 }
 
-/// The first bytes in hex and as text, `were 00 00 1A 2B ... ("....")`, or "were none".
+/// `were 00 00 1A 2B ... ("....")`, or `were none`.
 fn describe_start(bytes: &[u8]) -> String {
     if bytes.is_empty() {
         return "were none".to_owned();
     }
+    format!("were {}", hex_and_text(bytes))
+}
+
+/// The first bytes in hex and as text: `00 00 1A 2B ... ("....")`.
+fn hex_and_text(bytes: &[u8]) -> String {
     let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02X}")).collect();
     let more = if bytes.len() > 8 { " ..." } else { "" };
     let text: String = bytes
@@ -1091,7 +1095,7 @@ fn describe_start(bytes: &[u8]) -> String {
             }
         })
         .collect();
-    format!("were {}{more} ({text:?})", head.join(" "))
+    format!("{}{more} ({text:?})", head.join(" "))
 }
 
 #[cfg(test)]
