@@ -8,6 +8,7 @@ mod cli;
 mod clock;
 mod fanout;
 mod hostile;
+mod http_client;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;
