@@ -41,6 +41,7 @@ pub(crate) const TARGETS: &[(&str, usize)] = &[
     ("jpeg_splitter", 16 << 10),
     ("avi_reader", 64 << 10),
     ("repair", 64 << 10),
+    ("mjpeg_reader", 32 << 10),
 ];
 
 /// What CI gives each target.
