@@ -412,3 +412,30 @@ fn ffprobe(path: &Path) -> String {
     assert!(out.status.success(), "{out:?}");
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+#[test]
+fn error_messages_about_urls() {
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "legacy_with_url",
+            &["snap", "http://127.0.0.1:1/stream", "--legacy"],
+        ),
+        (
+            "https",
+            &["stream", "https://127.0.0.1/stream", "--frames", "1"],
+        ),
+        ("other_scheme", &["record", "rtsp://127.0.0.1/stream"]),
+        ("bad_port", &["snap", "http://127.0.0.1:99999/stream"]),
+        ("connection_refused", &["snap", "http://127.0.0.1:1/stream"]),
+    ];
+    for (name, args) in cases {
+        let out = edgecam(args);
+        assert!(!out.status.success(), "{out:?}");
+        assert_eq!(out.stdout, "", "a failed command printed to stdout");
+        insta::assert_snapshot!(
+            format!("error_{name}"),
+            out.stderr,
+            &format!("edgecam {}", args.join(" "))
+        );
+    }
+}
