@@ -11,6 +11,7 @@ mod clock;
 mod fanout;
 mod hostile;
 mod http;
+mod http_client;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;

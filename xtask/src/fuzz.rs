@@ -42,6 +42,7 @@ pub(crate) const TARGETS: &[(&str, usize)] = &[
     ("avi_reader", 64 << 10),
     ("repair", 64 << 10),
     ("http_request", 10 << 10),
+    ("mjpeg_reader", 32 << 10),
 ];
 
 /// What CI gives each target.

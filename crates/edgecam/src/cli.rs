@@ -135,7 +135,9 @@ impl EncodeArgs {
 
 #[derive(Debug, Args)]
 struct ClientArgs {
-    /// Server address, HOST[:PORT]; the port is 6810 (the legacy default) when omitted.
+    /// The server: HOST[:PORT] for edgecam's own and the legacy protocol (the port is 6810 when
+    /// omitted), or http://HOST[:PORT]/PATH for any MJPEG stream or JPEG URL (edgecam,
+    /// mjpg-streamer's /?action=stream, ustreamer's /stream, IP cameras).
     #[arg(value_parser = parse_addr)]
     addr: String,
     /// Talk to a legacy Python server: one command per TCP segment, never `2`.
@@ -284,7 +286,11 @@ fn parse_addr(s: &str) -> Result<String, String> {
             "the server address is empty (try 192.168.1.20 or board.local:6810)".to_owned(),
         );
     }
-    Ok(edgecam_transport_tcp::with_default_port(s.trim()))
+    match edgecam_transport_tcp::http::HttpUrl::parse_source(s.trim()) {
+        Ok(Some(url)) => Ok(url.to_string()),
+        Ok(None) => Ok(edgecam_transport_tcp::with_default_port(s.trim())),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Minutes as a decimal number, more than zero.

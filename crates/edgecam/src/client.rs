@@ -1,19 +1,27 @@
-//! The client: single shots and streams from an edgecam server or a legacy Python server.
+//! The client: single shots and streams from an edgecam server or a legacy Python server
+//! (`HOST[:PORT]`, the legacy protocol), or from any MJPEG server (`http://HOST[:PORT]/PATH`).
 //!
 //! Against a legacy server (`legacy: true`) the client never lets two commands share a TCP
 //! segment (the old server compares whole `recv` chunks with one command), and never sends `2`
 //! (which stops the old server for everyone). In both modes, frames still in flight after `q`
 //! are drained, so the next single shot is not answered by a stale streamed frame.
+//!
+//! Over HTTP there are no commands: a single shot is the first JPEG of a fresh `GET` (a
+//! single image, or the first part of a stream), a stream is one `GET` read part by part,
+//! and stopping closes the connection, so nothing is ever left to drain. A URL that serves
+//! one image per request is fetched again for each frame of a stream.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use edgecam_core::codec::{Command, FrameDecoder};
 use edgecam_core::frame::Frame;
+use edgecam_core::http::reader::{BodyKind, ReaderConfig};
 use edgecam_core::jpeg::{self, Stamp};
 use edgecam_core::time::Timestamp;
 use edgecam_core::transport::TransportError;
 use edgecam_transport_tcp::FrameStream;
+use edgecam_transport_tcp::http::{HttpError, HttpStream, HttpUrl, UrlError};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -54,6 +62,15 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 pub enum ClientError {
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    #[error(
+        "--legacy speaks the legacy server's TCP protocol, but {url} is an HTTP URL; \
+         drop --legacy, or give the legacy server's HOST:PORT"
+    )]
+    LegacyOverHttp { url: String },
     #[error("{peer} closed the connection")]
     Closed { peer: String },
     #[error("{peer} kept sending frames for {seconds} s after being told to stop")]
@@ -106,9 +123,36 @@ impl Received {
     }
 }
 
+/// The connection a [`Client`] talks over.
+#[derive(Debug)]
+enum Conn {
+    Legacy(FrameStream),
+    Http(Box<HttpConn>),
+}
+
+/// An `http://` source: the URL, and the response being read, if any.
+#[derive(Debug)]
+struct HttpConn {
+    url: HttpUrl,
+    stream: Option<HttpStream>,
+    /// Parts the current response's reader skipped, already counted as invalid.
+    skipped_seen: u64,
+    /// Whether the log said that this URL serves single images.
+    said_single: bool,
+}
+
+/// What [`Client::next_payload`] got before the deadline.
+enum Next {
+    Payload(Bytes),
+    TimedOut,
+}
+
+const USER_AGENT: &str = concat!("edgecam/", env!("CARGO_PKG_VERSION"));
+
 #[derive(Debug)]
 pub struct Client {
-    stream: FrameStream,
+    conn: Conn,
+    peer: String,
     config: ClientConfig,
     last_command: Option<Instant>,
     last_frame: Option<Instant>,
@@ -120,15 +164,40 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn connect(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        let stream = FrameStream::connect(
-            addr,
-            config.connect_timeout,
-            FrameDecoder::new(config.max_frame_len),
-        )
-        .await?;
+    /// Connects to `source`: `HOST:PORT` for the legacy protocol, or an `http://` URL, which
+    /// is asked for at once (so that a wrong URL fails here).
+    pub async fn connect(source: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        let (conn, peer) = match HttpUrl::parse_source(source)? {
+            Some(url) => {
+                if config.legacy {
+                    return Err(ClientError::LegacyOverHttp {
+                        url: url.to_string(),
+                    });
+                }
+                let mut http = Box::new(HttpConn {
+                    url,
+                    stream: None,
+                    skipped_seen: 0,
+                    said_single: false,
+                });
+                http.open(&config).await?;
+                let peer = http.url.to_string();
+                (Conn::Http(http), peer)
+            }
+            None => {
+                let stream = FrameStream::connect(
+                    source,
+                    config.connect_timeout,
+                    FrameDecoder::new(config.max_frame_len),
+                )
+                .await?;
+                let peer = stream.peer().to_owned();
+                (Conn::Legacy(stream), peer)
+            }
+        };
         Ok(Client {
-            stream,
+            conn,
+            peer,
             config,
             last_command: None,
             last_frame: None,
@@ -138,8 +207,9 @@ impl Client {
         })
     }
 
+    /// The server's address, or the URL.
     pub fn peer(&self) -> &str {
-        self.stream.peer()
+        &self.peer
     }
 
     /// Payloads that were not JPEG images and were skipped.
@@ -147,19 +217,32 @@ impl Client {
         self.invalid_frames
     }
 
+    /// Sends one command. Over HTTP there are none: nothing is sent.
     pub async fn send(&mut self, cmd: Command) -> Result<(), ClientError> {
+        let Conn::Legacy(stream) = &mut self.conn else {
+            return Ok(());
+        };
         if self.config.legacy
             && let Some(last) = self.last_command
         {
             tokio::time::sleep_until(last + LEGACY_COMMAND_GAP).await;
         }
-        self.stream.send(&[cmd.byte()]).await?;
+        stream.send(&[cmd.byte()]).await?;
         self.last_command = Some(Instant::now());
         Ok(())
     }
 
-    /// One single shot: `0`, the frame, then `1`.
+    /// One single shot: `0`, the frame, then `1`; over HTTP the first JPEG of a response,
+    /// whose connection is closed then.
     pub async fn snap(&mut self) -> Result<Received, ClientError> {
+        if let Conn::Http(http) = &mut self.conn {
+            if http.stream.is_none() {
+                http.open(&self.config).await?;
+            }
+            let frame = self.next_frame().await;
+            self.close_http();
+            return frame;
+        }
         self.send(Command::Single).await?;
         let frame = self.next_frame().await?;
         self.send(Command::Confirm).await?;
@@ -169,12 +252,36 @@ impl Client {
     pub async fn start_stream(&mut self) -> Result<(), ClientError> {
         self.frame_interval = None;
         self.last_frame = None;
+        if let Conn::Http(http) = &mut self.conn {
+            if http.stream.is_none() {
+                http.open(&self.config).await?;
+            }
+            return Ok(());
+        }
         self.send(Command::Stream).await
     }
 
+    /// Closes the HTTP response being read, counting what its reader skipped.
+    fn close_http(&mut self) {
+        if let Conn::Http(http) = &mut self.conn
+            && let Some(stream) = http.stream.take()
+        {
+            self.invalid_frames += stream.skipped_parts() - http.skipped_seen;
+            http.skipped_seen = 0;
+        }
+    }
+
     /// Sends `q` and reads away the frames still in flight; returns how many there were.
+    /// Over HTTP it closes the connection: nothing is in flight after that.
     pub async fn stop_stream(&mut self) -> Result<u64, ClientError> {
+        if matches!(self.conn, Conn::Http(_)) {
+            self.close_http();
+            return Ok(0);
+        }
         self.send(Command::Stop).await?;
+        let Conn::Legacy(stream) = &mut self.conn else {
+            return Ok(0);
+        };
         let quiet = self
             .frame_interval
             .map_or(DRAIN_QUIET_MIN, |i| i * 2)
@@ -182,11 +289,11 @@ impl Client {
         let started = Instant::now();
         let mut drained = 0;
         loop {
-            match self.stream.next_frame_within(quiet).await {
+            match stream.next_frame_within(quiet).await {
                 Ok(Some(_)) => drained += 1,
                 Ok(None) => {
                     return Err(ClientError::Closed {
-                        peer: self.peer().to_owned(),
+                        peer: self.peer.clone(),
                     });
                 }
                 Err(TransportError::Timeout { .. }) => return Ok(drained),
@@ -194,7 +301,7 @@ impl Client {
             }
             if started.elapsed() > DRAIN_LIMIT {
                 return Err(ClientError::DoesNotStop {
-                    peer: self.peer().to_owned(),
+                    peer: self.peer.clone(),
                     seconds: DRAIN_LIMIT.as_secs(),
                 });
             }
@@ -210,9 +317,9 @@ impl Client {
         let mut invalid = 0u64;
         let mut first_invalid = None;
         loop {
-            let next = match tokio::time::timeout_at(deadline, self.stream.next_frame()).await {
-                Ok(next) => next?,
-                Err(_) if invalid > 0 => {
+            let jpeg = match self.next_payload(deadline).await? {
+                Next::Payload(jpeg) => jpeg,
+                Next::TimedOut if invalid > 0 => {
                     return Err(ClientError::NoValidFrame {
                         peer: self.peer().to_owned(),
                         seconds: timeout.as_secs_f64(),
@@ -220,18 +327,13 @@ impl Client {
                         first: first_invalid.unwrap_or_default(),
                     });
                 }
-                Err(_) => {
+                Next::TimedOut => {
                     return Err(TransportError::Timeout {
                         peer: self.peer().to_owned(),
                         seconds: timeout.as_secs_f64(),
                     }
                     .into());
                 }
-            };
-            let Some(jpeg) = next else {
-                return Err(ClientError::Closed {
-                    peer: self.peer().to_owned(),
-                });
             };
             let received_at = wall_now();
             if !jpeg::is_jpeg(&jpeg) {
@@ -262,6 +364,71 @@ impl Client {
                 received_at,
             });
         }
+    }
+}
+
+impl Client {
+    /// The next payload before `deadline`, JPEG or not. Over HTTP a response that ended after
+    /// its single image is asked for again; a stream that ended is `Closed`.
+    async fn next_payload(&mut self, deadline: Instant) -> Result<Next, ClientError> {
+        let http = match &mut self.conn {
+            Conn::Legacy(stream) => {
+                return match tokio::time::timeout_at(deadline, stream.next_frame()).await {
+                    Ok(Ok(Some(jpeg))) => Ok(Next::Payload(jpeg)),
+                    Ok(Ok(None)) => Err(ClientError::Closed {
+                        peer: self.peer.clone(),
+                    }),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Ok(Next::TimedOut),
+                };
+            }
+            Conn::Http(http) => http,
+        };
+        loop {
+            if http.stream.is_none() {
+                http.open(&self.config).await?;
+            }
+            let Some(stream) = http.stream.as_mut() else {
+                continue;
+            };
+            let next = stream.next_jpeg(deadline).await;
+            let skipped = stream.skipped_parts();
+            let single = matches!(stream.head(), Some((_, BodyKind::Single)));
+            self.invalid_frames += skipped - http.skipped_seen;
+            http.skipped_seen = skipped;
+            match next {
+                Ok(Some(jpeg)) => return Ok(Next::Payload(jpeg)),
+                Ok(None) => {
+                    http.stream = None;
+                    http.skipped_seen = 0;
+                    if !single {
+                        return Err(ClientError::Closed {
+                            peer: self.peer.clone(),
+                        });
+                    }
+                    if !http.said_single {
+                        http.said_single = true;
+                        tracing::info!(url = %http.url, "the URL serves one image per request: asking again for each frame");
+                    }
+                }
+                Err(HttpError::Timeout { .. }) => return Ok(Next::TimedOut),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl HttpConn {
+    /// Sends the request on a fresh connection.
+    async fn open(&mut self, config: &ClientConfig) -> Result<(), HttpError> {
+        let reader = ReaderConfig {
+            max_part_len: config.max_frame_len as usize,
+            ..ReaderConfig::default()
+        };
+        let stream = HttpStream::get(&self.url, config.connect_timeout, reader, USER_AGENT).await?;
+        self.skipped_seen = 0;
+        self.stream = Some(stream);
+        Ok(())
     }
 }
 

@@ -1,8 +1,12 @@
 //! edgecam over plain TCP: the server side of the core [`Transport`] trait on tokio sockets
-//! (byte streams; the server decides each connection's protocol and framing), and
-//! [`FrameStream`], the client side of one legacy connection (commands out, frames in).
+//! (byte streams; the server decides each connection's protocol and framing);
+//! [`FrameStream`], the client side of one legacy connection (commands out, frames in); and
+//! [`http::HttpStream`], the client side of an HTTP connection to any MJPEG server.
 //!
-//! Nothing here knows the session rules; it moves bytes.
+//! Nothing here knows the session rules; it moves bytes, with the legacy wire format from
+//! `edgecam_core::codec` and the MJPEG reader from `edgecam_core::http::reader`.
+
+pub mod http;
 
 use std::net::SocketAddr;
 use std::time::Duration;

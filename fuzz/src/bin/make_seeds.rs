@@ -1,7 +1,8 @@
 //! Writes the seed corpora, `fuzz/corpus/<target>/<name>`, from real data: JPEGs made by
 //! jpeg-encoder (with and without Huffman tables, stamped, restart markers, progressive),
-//! concatenated JPEG streams, legacy frame streams, client command strings, and small AVI
-//! recordings written by `AviWriter` (one RIFF, several RIFFs, cut off, damaged).
+//! concatenated JPEG streams, legacy frame streams, client command strings, small AVI
+//! recordings written by `AviWriter` (one RIFF, several RIFFs, cut off, damaged), and HTTP
+//! responses of MJPEG servers (ffmpeg's as captured, mjpg-streamer's, a camera's, an image's).
 //!
 //! Run from `fuzz/`: `cargo run --bin make_seeds` (any toolchain; `cargo xtask fuzz --seeds`
 //! does it). The output is deterministic, so running it again changes no file. Each input
@@ -300,6 +301,78 @@ fn main() {
         seeds.put("avi_reader", name, bytes);
         seeds.put("repair", name, bytes);
     }
+
+    // mjpeg_reader: the caps choice, 8 chunk sizes, then a server's response: what ffmpeg's
+    // HTTP server really sent (core's test fixtures), and responses as mjpg-streamer, IP
+    // cameras and snapshot URLs write them.
+    let caps = |pick: u8| [&[pick][..], &[1, 7, 64, 200, 3, 255, 9, 13]].concat();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/core/src/http/testdata");
+    for (name, fixture) in [
+        ("ffmpeg-octet-stream", "ffmpeg-mpjpeg-octet-stream.http"),
+        ("ffmpeg-multipart", "ffmpeg-mpjpeg-multipart.http"),
+    ] {
+        let path = fixtures.join(fixture);
+        let bytes =
+            fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        seeds.put("mjpeg_reader", name, &[caps(4), bytes].concat());
+    }
+    let mut streamer = b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace;boundary=boundarydonotcross\r\n\r\n--boundarydonotcross\r\n".to_vec();
+    for j in [&plain, &gray, &no_tables] {
+        streamer.extend_from_slice(
+            format!(
+                "Content-Type: image/jpeg\r\nContent-Length: {}\r\nX-Timestamp: 1.5\r\n\r\n",
+                j.len()
+            )
+            .as_bytes(),
+        );
+        streamer.extend_from_slice(j);
+        streamer.extend_from_slice(b"\r\n--boundarydonotcross\r\n");
+    }
+    seeds.put(
+        "mjpeg_reader",
+        "mjpg-streamer",
+        &[caps(3), streamer].concat(),
+    );
+    let mut camera = b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=\"--myboundary\"\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut body = Vec::new();
+    for j in [&plain, &restart] {
+        body.extend_from_slice(b"--myboundary\r\nContent-Type: image/jpeg\r\n\r\n");
+        body.extend_from_slice(j);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(
+        b"--myboundary\r\nContent-Type: text/plain\r\n\r\nhello\r\n--myboundary--\r\n",
+    );
+    for chunk in body.chunks(500) {
+        camera.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        camera.extend_from_slice(chunk);
+        camera.extend_from_slice(b"\r\n");
+    }
+    camera.extend_from_slice(b"0\r\n\r\n");
+    seeds.put(
+        "mjpeg_reader",
+        "camera-chunked-no-length",
+        &[caps(3), camera].concat(),
+    );
+    let single = [
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+            plain.len()
+        )
+        .as_bytes(),
+        &plain,
+    ]
+    .concat();
+    seeds.put("mjpeg_reader", "single-image", &[caps(3), single].concat());
+    seeds.put(
+        "mjpeg_reader",
+        "not-found",
+        &[
+            caps(2),
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: 48\r\n\r\n<html><body><h1>404 Not Found</h1></body></html>".to_vec(),
+        ]
+        .concat(),
+    );
 
     println!(
         "wrote {} bytes of seeds under {}",
