@@ -113,7 +113,8 @@ impl PipeCamera {
         match &self.config.source {
             Source::Exec { program, args } => {
                 let (child, stdout) =
-                    ChildProc::spawn(&self.name, program, args).map_err(|e| self.open_error(e))?;
+                    ChildProc::spawn(&self.name, program, args, self.config.frame_len())
+                        .map_err(|e| self.open_error(e))?;
                 Ok(Input {
                     read: Box::new(stdout),
                     child: Some(child),

@@ -29,6 +29,27 @@ pub(crate) struct ChildProc {
     last_line: Arc<Mutex<Option<String>>>,
 }
 
+/// Linux's pipe size unless asked otherwise.
+const DEFAULT_PIPE_LEN: usize = 64 * 1024;
+
+/// The most a pipe is grown to: Linux's default `/proc/sys/fs/pipe-max-size`, which an
+/// unprivileged process may ask for.
+const MAX_PIPE_LEN: usize = 1024 * 1024;
+
+/// Grows the pipe from the child to hold `want` bytes (a raw frame), as far as Linux lets us
+/// (it never shrinks below the default).
+/// With the default 64 KiB, a 640x480 NV12 frame crosses it in eight pieces, each a wakeup
+/// of the reader and of the child; one frame's worth lets both move a frame at a time.
+fn grow_pipe(name: &str, pipe: &impl std::os::fd::AsFd, want: usize) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    match rustix::pipe::fcntl_setpipe_size(pipe, want.clamp(DEFAULT_PIPE_LEN, MAX_PIPE_LEN)) {
+        Ok(len) => tracing::debug!(camera = %name, len, "pipe size"),
+        Err(e) => tracing::debug!(camera = %name, error = %e, "the pipe keeps its size"),
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (name, pipe, want);
+}
+
 impl ChildProc {
     /// Starts `program` with `args`, its standard output piped to us, and returns it with that
     /// output.
@@ -36,6 +57,7 @@ impl ChildProc {
         name: &str,
         program: &str,
         args: &[String],
+        frame_len: Option<usize>,
     ) -> Result<(ChildProc, ChildStdout), PipeError> {
         let mut command = Command::new(program);
         command
@@ -57,6 +79,9 @@ impl ChildProc {
         let Some(stdout) = child.stdout.take() else {
             return Err(PipeError::NoStdout);
         };
+        if let Some(len) = frame_len {
+            grow_pipe(name, &stdout, len);
+        }
         let last_line = Arc::new(Mutex::new(None));
         let stderr = child
             .stderr

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
 use edgecam_core::camera::{Captured, Image, PixelFormat};
 use edgecam_core::jpeg::{self, JpegSplitter};
 use edgecam_core::time::Clock;
@@ -87,6 +89,10 @@ pub(crate) enum Framer {
         height: u32,
         len: usize,
         buf: BytesMut,
+        /// The last frames handed out, whose buffers are read into again once nothing else
+        /// holds them: a fresh frame-sized allocation each frame costs page faults (the
+        /// allocator maps and unmaps buffers this large), more than reading the frame.
+        handed: VecDeque<Bytes>,
     },
     Jpeg {
         splitter: Box<JpegSplitter>,
@@ -106,6 +112,7 @@ impl Framer {
             height,
             len,
             buf: BytesMut::with_capacity(len),
+            handed: VecDeque::new(),
         }
     }
 
@@ -143,11 +150,13 @@ impl Framer {
                 height,
                 len,
                 buf,
+                handed,
             } => {
                 if buf.len() < *len {
                     return None;
                 }
-                let data = std::mem::replace(buf, BytesMut::with_capacity(*len)).freeze();
+                let data = std::mem::replace(buf, reuse(handed, *len)).freeze();
+                handed.push_back(data.clone());
                 match Image::packed(*format, *width, *height, data) {
                     Ok(image) => Some(image),
                     Err(e) => {
@@ -203,6 +212,24 @@ impl Framer {
             Framer::Jpeg { splitter, .. } => splitter.buffered(),
         }
     }
+}
+
+/// How many handed-out frames are kept for reuse: the newest may still be in the slot or being
+/// encoded; the one before is free by the time a whole frame more has been read.
+const REUSED: usize = 2;
+
+/// A buffer for the next raw frame of `len` bytes: the oldest handed-out frame's when nothing
+/// holds it any more, else a new one.
+fn reuse(handed: &mut VecDeque<Bytes>, len: usize) -> BytesMut {
+    if handed.len() >= REUSED
+        && let Some(oldest) = handed.pop_front()
+        && let Ok(mut buf) = oldest.try_into_mut()
+        && buf.capacity() >= len
+    {
+        buf.clear();
+        return buf;
+    }
+    BytesMut::with_capacity(len)
 }
 
 /// Rate-limited warnings about malformed input.
@@ -326,5 +353,58 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn problems() -> Problems {
+        Problems {
+            name: "test".to_owned(),
+            limit: RateLimit::lines(),
+        }
+    }
+
+    /// Reads `frames` whole 4x2 NV12 frames, handing each to `hold` before the next.
+    async fn frames(framer: &mut Framer, n: usize, mut hold: impl FnMut(Image)) {
+        let stats = Stats::default();
+        let bytes = vec![7u8; 12 * n];
+        let mut input: &[u8] = &bytes;
+        for _ in 0..n {
+            while framer.pending() < 12 {
+                assert!(framer.fill(&mut input).await.unwrap() > 0);
+            }
+            hold(framer.take(&stats, &mut problems()).unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn raw_frames_are_read_into_the_buffers_of_frames_nobody_holds() {
+        let mut framer = Framer::raw(PixelFormat::Nv12, 4, 2, 12);
+        let mut seen = Vec::new();
+        frames(&mut framer, 6, |image| {
+            seen.push(image.data().as_ptr() as usize)
+        })
+        .await;
+        // Three buffers take turns: one being read into, two handed out.
+        assert_eq!(seen[3], seen[0], "{seen:?}");
+        assert_eq!(seen[4], seen[1], "{seen:?}");
+        assert_eq!(seen[5], seen[2], "{seen:?}");
+        assert_ne!(seen[1], seen[0], "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_still_held_is_never_read_into() {
+        let mut framer = Framer::raw(PixelFormat::Nv12, 4, 2, 12);
+        let mut held = Vec::new();
+        frames(&mut framer, 5, |image| held.push(image)).await;
+        let mut ptrs: Vec<usize> = held.iter().map(|i| i.data().as_ptr() as usize).collect();
+        ptrs.sort_unstable();
+        ptrs.dedup();
+        assert_eq!(ptrs.len(), 5, "a held frame's buffer was reused");
+        assert!(held.iter().all(|i| i.data().iter().all(|&b| b == 7)));
     }
 }
