@@ -9,34 +9,18 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use edgecam::view::Key;
-use edgecam_core::jpeg::{PictureLimit, Stamp};
-use edgecam_core::time::Timestamp;
+use edgecam_core::jpeg::PictureLimit;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::record::recorded_seqs;
-use crate::support::{Edgecam, Finished, TestServer, WAIT, edgecam};
+use crate::support::{Edgecam, Finished, TestServer, WAIT, edgecam, stamped_jpeg};
 use crate::view::{When, view_scripted_at};
-
-/// A real `width` x `height` JPEG stamped with `seq`, as an edgecam server sends.
-fn jpeg(width: u16, height: u16, seq: u64) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    let rgb = [90u8, 140, 200].repeat(usize::from(width) * usize::from(height));
-    jpeg_encoder::Encoder::new(&mut jpeg, 75)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    Stamp {
-        seq,
-        captured_at: Timestamp(1_700_000_000_000_000 + seq * 33_000),
-    }
-    .insert_into(&mut jpeg);
-    jpeg
-}
 
 /// A real 16x8 JPEG of about 16 KB whose SOF claims `width` x `height`: what drove the viewer
 /// to 24 GB.
 fn claiming(width: u16, height: u16) -> Vec<u8> {
-    let mut jpeg = jpeg(16, 8, 0);
+    let mut jpeg = stamped_jpeg(16, 8, 0);
     let sof = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
     jpeg[sof + 5..sof + 7].copy_from_slice(&height.to_be_bytes());
     jpeg[sof + 7..sof + 9].copy_from_slice(&width.to_be_bytes());
@@ -128,7 +112,7 @@ async fn serve(socket: tokio::net::TcpStream, script: Script, sent: Arc<AtomicU6
 
 /// Payloads that are not JPEG images: text, an empty payload, a JPEG cut short.
 fn garbage() -> Vec<Vec<u8>> {
-    let cut = jpeg(16, 8, 1);
+    let cut = stamped_jpeg(16, 8, 1);
     vec![
         b"Unknown command".to_vec(),
         Vec::new(),
@@ -213,7 +197,7 @@ async fn record_skips_garbage_and_huge_claims_and_keeps_the_real_picture_size() 
     // The huge claim first: unchecked, it would become the file's picture size.
     let mut payloads = vec![claiming(65535, 65535)];
     for seq in 1..=40 {
-        payloads.push(jpeg(320, 240, seq));
+        payloads.push(stamped_jpeg(320, 240, seq));
         match seq % 4 {
             0 => payloads.push(claiming(16384, 16384)),
             2 => payloads.extend(garbage()),
@@ -278,7 +262,7 @@ async fn record_against_nothing_but_garbage_ends_at_the_timeout_with_a_playable_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_seconds_stays_a_deadline_while_garbage_keeps_coming() {
     let mut payloads = garbage();
-    payloads.push(jpeg(320, 240, 1));
+    payloads.push(stamped_jpeg(320, 240, 1));
     let server = Hostile::start(Script::Cycle(payloads, Duration::from_millis(1))).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("deadline.avi");
@@ -302,10 +286,10 @@ async fn record_seconds_stays_a_deadline_while_garbage_keeps_coming() {
 async fn view_counts_huge_claims_as_undecodable_and_neither_decodes_nor_records_them() {
     let mut payloads = vec![claiming(65535, 65535)];
     for seq in 1..=30 {
-        payloads.push(jpeg(320, 240, seq));
+        payloads.push(stamped_jpeg(320, 240, seq));
         if seq % 5 == 0 {
             // Over this test's limit: a real picture, but refused as 16384x16384 is.
-            payloads.push(jpeg(640, 480, 1000 + seq));
+            payloads.push(stamped_jpeg(640, 480, 1000 + seq));
         }
     }
     // Slower than the window's tick, so that every frame reaches the decoder.
@@ -341,7 +325,7 @@ async fn view_stops_on_sigterm_while_big_claims_are_being_decoded() {
     let Some(xvfb) = crate::view::Xvfb::start() else {
         return;
     };
-    let mut payloads = vec![jpeg(320, 240, 1)];
+    let mut payloads = vec![stamped_jpeg(320, 240, 1)];
     payloads.extend((0..20).map(|_| claiming(8192, 8192)));
     payloads.push(claiming(65535, 65535));
     let server = Hostile::start(Script::Cycle(payloads, Duration::from_millis(5))).await;

@@ -9,30 +9,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use edgecam::client::{Client, ClientConfig};
-use edgecam_core::jpeg::Stamp;
-use edgecam_core::time::Timestamp;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::support::{Finished, TestServer, WAIT, assert_jpeg, edgecam, have_tool};
-
-/// A real JPEG of `width` x `height`, stamped with `seq` as edgecam stamps its frames.
-fn jpeg(width: u16, height: u16, seq: u64) -> Vec<u8> {
-    let mut jpeg = Vec::new();
-    let rgb: Vec<u8> = (0..usize::from(width) * usize::from(height) * 3)
-        .map(|i| (i * 7 + seq as usize * 31) as u8)
-        .collect();
-    jpeg_encoder::Encoder::new(&mut jpeg, 75)
-        .encode(&rgb, width, height, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
-    Stamp {
-        seq,
-        captured_at: Timestamp(1_700_000_000_000_000 + seq * 33_000),
-    }
-    .insert_into(&mut jpeg);
-    jpeg
-}
+use crate::support::{Finished, TestServer, WAIT, assert_jpeg, edgecam, have_tool, stamped_jpeg};
 
 /// What the test server writes to one connection.
 #[derive(Debug, Clone)]
@@ -116,7 +97,7 @@ fn config(max_frame_len: u32) -> ClientConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multipart_stream_without_content_length() {
-    let frames: Vec<Vec<u8>> = (1..=3).map(|seq| jpeg(32, 24, seq)).collect();
+    let frames: Vec<Vec<u8>> = (1..=3).map(|seq| stamped_jpeg(32, 24, seq)).collect();
     let mut body = Vec::new();
     for frame in &frames {
         body.extend_from_slice(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n");
@@ -157,7 +138,7 @@ async fn a_multipart_stream_without_content_length() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boundary_declared_with_its_dashes_and_a_part_that_is_not_a_jpeg() {
-    let frames: Vec<Vec<u8>> = (1..=2).map(|seq| jpeg(16, 16, seq)).collect();
+    let frames: Vec<Vec<u8>> = (1..=2).map(|seq| stamped_jpeg(16, 16, seq)).collect();
     let mut body =
         b"--myboundary\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi\r\n".to_vec();
     for frame in &frames {
@@ -189,7 +170,7 @@ async fn a_boundary_declared_with_its_dashes_and_a_part_that_is_not_a_jpeg() {
 async fn a_single_image_url_is_a_snap_and_asked_again_for_a_stream() {
     let replies = (1..=3)
         .map(|seq| {
-            let image = jpeg(24, 16, seq);
+            let image = stamped_jpeg(24, 16, seq);
             Reply::Bytes(response(
                 "image/jpeg",
                 &format!("Content-Length: {}\r\n", image.len()),

@@ -88,31 +88,10 @@ async fn yuv_from_ffmpeg_is_encoded_once_at_its_size() {
     }
 }
 
-/// `jpeg` with its DHT segments taken out, as many UVC cameras send their frames.
-fn without_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
-    let mut out = jpeg[..2].to_vec();
-    let mut at = 2;
-    while jpeg[at + 1] != 0xDA {
-        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
-        if jpeg[at + 1] != 0xC4 {
-            out.extend_from_slice(&jpeg[at..at + 2 + len]);
-        }
-        at += 2 + len;
-    }
-    out.extend_from_slice(&jpeg[at..]);
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_camera_that_leaves_out_huffman_tables_gets_them_back() {
     let (w, h) = (64u16, 48u16);
-    let pixels: Vec<u8> = (0..u32::from(w) * u32::from(h) * 3)
-        .map(|i| (i * 7 % 251) as u8)
-        .collect();
-    let mut original = Vec::new();
-    jpeg_encoder::Encoder::new(&mut original, 85)
-        .encode(&pixels, w, h, jpeg_encoder::ColorType::Rgb)
-        .unwrap();
+    let original = textured_jpeg(w, h, 0);
     let bare = without_huffman_tables(&original);
     assert!(!jpeg::has_huffman_tables(&bare));
     let dir = tempfile::tempdir().unwrap();

@@ -618,12 +618,54 @@ impl Drop for Process {
     }
 }
 
-/// A `width` x `height` JPEG of one colour.
-pub fn solid_jpeg(rgb: [u8; 3], width: u16, height: u16) -> Vec<u8> {
-    let pixels = rgb.repeat(usize::from(width) * usize::from(height));
+/// `pixels` (RGB) as a `width` x `height` JPEG.
+fn encode_jpeg(pixels: &[u8], width: u16, height: u16) -> Vec<u8> {
     let mut jpeg = Vec::new();
-    jpeg_encoder::Encoder::new(&mut jpeg, 90)
-        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+    jpeg_encoder::Encoder::new(&mut jpeg, 85)
+        .encode(pixels, width, height, jpeg_encoder::ColorType::Rgb)
         .unwrap();
     jpeg
+}
+
+/// A `width` x `height` JPEG of one colour.
+pub fn solid_jpeg(rgb: [u8; 3], width: u16, height: u16) -> Vec<u8> {
+    encode_jpeg(
+        &rgb.repeat(usize::from(width) * usize::from(height)),
+        width,
+        height,
+    )
+}
+
+/// A `width` x `height` JPEG with texture in it, different for each `variant`.
+pub fn textured_jpeg(width: u16, height: u16, variant: u64) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..usize::from(width) * usize::from(height) * 3)
+        .map(|i| (i * 7 % 251 + variant as usize * 31) as u8)
+        .collect();
+    encode_jpeg(&pixels, width, height)
+}
+
+/// [`textured_jpeg`] stamped with `seq`, as an edgecam server sends its frames.
+pub fn stamped_jpeg(width: u16, height: u16, seq: u64) -> Vec<u8> {
+    let mut jpeg = textured_jpeg(width, height, seq);
+    edgecam_core::jpeg::Stamp {
+        seq,
+        captured_at: edgecam_core::time::Timestamp(1_700_000_000_000_000 + seq * 33_000),
+    }
+    .insert_into(&mut jpeg);
+    jpeg
+}
+
+/// `jpeg` with its DHT segments taken out, as many UVC cameras send their frames.
+pub fn without_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    let mut at = 2;
+    while jpeg[at + 1] != 0xDA {
+        let len = usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+        if jpeg[at + 1] != 0xC4 {
+            out.extend_from_slice(&jpeg[at..at + 2 + len]);
+        }
+        at += 2 + len;
+    }
+    out.extend_from_slice(&jpeg[at..]);
+    out
 }

@@ -170,14 +170,4 @@ pub fn list_cameras() -> String {
     listing(Path::new(SYSFS), Path::new("/dev"), &mut open)
 }
 
-/// An error and its sources, `: `-separated.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
+pub(crate) use edgecam_core::error_chain;
