@@ -130,3 +130,41 @@ async fn old_exit_ends_only_its_own_session() {
     assert!(!server.stop.is_cancelled());
     server.shutdown().await;
 }
+
+/// The old client and an HTTP viewer on the one port at once: each gets its own framing of the
+/// same frames, and the old client's exit ends only its own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_client_and_an_http_viewer_share_the_port() {
+    use edgecam::client::{Client, ClientConfig};
+    let server = TestServer::start(CAMERA).await;
+    let url = format!("http://{}/stream", server.addr);
+    let mut http = Client::connect(&url, ClientConfig::default())
+        .await
+        .unwrap();
+    http.start_stream().await.unwrap();
+    let viewer = tokio::spawn(async move {
+        let mut seqs = Vec::new();
+        for _ in 0..30 {
+            let frame = http.next_frame().await.unwrap();
+            seqs.push(checked(&frame.jpeg));
+        }
+        seqs
+    });
+    let old = run_old_client(&server, |mut old| {
+        let single = checked(&old.single_shot().expect("single shot"));
+        let mut seqs = vec![checked(&old.start_stream().expect("stream"))];
+        for _ in 0..10 {
+            seqs.push(checked(&old.streamed_frame().expect("streamed frame")));
+        }
+        old.stop_stream();
+        old.send_exit();
+        (single, seqs)
+    })
+    .await;
+    assert_increasing(&old.1);
+    let http = tokio::time::timeout(WAIT, viewer).await.unwrap().unwrap();
+    assert_increasing(&http);
+    // The old client's exit did not end the viewer's stream.
+    assert_eq!(http.len(), 30);
+    server.shutdown().await;
+}
