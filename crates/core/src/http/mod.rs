@@ -7,6 +7,14 @@ pub mod reader;
 pub mod request;
 pub mod response;
 
+/// The first header called `name` (case-insensitive) among `headers`, names and values as sent.
+fn find_header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// The statuses edgecam answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

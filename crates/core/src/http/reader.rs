@@ -72,10 +72,7 @@ pub struct ResponseHead {
 impl ResponseHead {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::find_header(&self.headers, name)
     }
 
     pub fn content_type(&self) -> Option<&str> {

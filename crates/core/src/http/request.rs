@@ -36,10 +36,7 @@ pub struct RequestHead {
 impl RequestHead {
     /// The first header called `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::find_header(&self.headers, name)
     }
 
     /// The value of query parameter `name`, when present (`action=stream` in `/?action=stream`).
