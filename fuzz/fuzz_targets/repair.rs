@@ -3,7 +3,10 @@
 //! What `repair` promises (repair.rs, salvage.rs, ARCHITECTURE.md "Recording") and this checks:
 //! - no panic, no hang;
 //! - a file `AviReader` accepts is left untouched (the report says `already_valid`), so every
-//!   frame it could read is still there, byte for byte, in order;
+//!   frame it could read is still there, byte for byte, in order; unless it holds frame
+//!   chunks that are no whole JPEG, which in one of edgecam's own recordings are damage that
+//!   repair takes out (`repair::valid`): then every whole-JPEG frame the reader could read
+//!   is kept;
 //! - a refusal (an error) changes nothing: every write is planned before the first;
 //! - after a repair the file is one `AviReader` accepts, and repairing it again changes
 //!   nothing (idempotence, compared byte for byte);
@@ -57,7 +60,21 @@ fuzz_target!(|data: &[u8]| {
     file.write_all(data).unwrap();
     file.flush().unwrap();
     let path = file.path();
-    let readable = AviReader::open(path).is_ok();
+    // What the reader makes of the file before: the frames, and whether each is a whole JPEG.
+    let before: Option<Vec<((usize, usize), bool)>> = AviReader::open(path).ok().map(|mut r| {
+        let positions = r.info().frame_positions.clone();
+        positions
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let whole = r.read_frame(i).is_ok_and(|f| {
+                    f.len() >= 4 && f.starts_with(&[0xFF, 0xD8]) && f.ends_with(&[0xFF, 0xD9])
+                });
+                ((p.offset as usize, p.len as usize), whole)
+            })
+            .collect()
+    });
+    let readable = before.is_some();
 
     let report = match repair(path) {
         Ok(report) => report,
@@ -68,12 +85,20 @@ fuzz_target!(|data: &[u8]| {
         }
     };
     let after = read(path);
-    if readable || report.already_valid {
-        assert!(
-            report.already_valid,
-            "a file the reader accepts was repaired"
-        );
+    if report.already_valid {
         assert_eq!(after, data, "a valid file was changed");
+    }
+    let whole_before: Vec<(usize, usize)> = before
+        .iter()
+        .flatten()
+        .filter(|(_, whole)| *whole)
+        .map(|(at, _)| *at)
+        .collect();
+    if let Some(before) = &before {
+        assert!(
+            report.already_valid || before.iter().any(|(_, whole)| !whole),
+            "a file the reader accepts, every frame of it a whole JPEG, was repaired"
+        );
     }
 
     let mut reader = AviReader::open(path).expect("the reader refuses a repaired file");
@@ -105,6 +130,12 @@ fuzz_target!(|data: &[u8]| {
             kept.starts_with(&leading),
             "repair dropped whole frames: kept {kept:?}, the file starts with {leading:?}"
         );
+        for frame in &whole_before {
+            assert!(
+                kept.contains(frame),
+                "repair dropped {frame:?}, a whole frame the reader could read"
+            );
+        }
     }
 
     let again = repair(path).expect("a repaired file does not repair again");
