@@ -16,11 +16,15 @@ use crate::support::{
 
 const CAMERA: &str = "sim:320x240@30";
 
-/// Runs `program` to its end (bounded by [`WAIT`]) and returns what it printed.
+/// How long a real client may take: ffprobe, GStreamer and curl start slowly on a loaded CI
+/// machine (the browser and relay tests run beside these).
+const TOOL_WAIT: Duration = Duration::from_secs(40);
+
+/// Runs `program` to its end (bounded by [`TOOL_WAIT`]) and returns what it printed.
 async fn run(program: &str, args: &[&str]) -> Output {
     let mut command = Command::new(program);
     command.args(args);
-    Process::spawn(program, command).finish(WAIT).await
+    Process::spawn(program, command).finish(TOOL_WAIT).await
 }
 
 /// An HTTP request's raw answer: head (as text) and whatever body came before the close.
