@@ -51,35 +51,52 @@ pub enum Framing {
 /// One frame, framed: write `head`, then the JPEG when `body`, then `tail`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Framed {
-    pub head: Vec<u8>,
+    pub head: Head,
     pub body: bool,
     pub tail: &'static [u8],
+}
+
+/// What goes before a frame: the legacy length prefix stays on the stack (no allocation per
+/// frame and client on the protocol the board's old clients use), HTTP heads are text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    Prefix([u8; crate::codec::FRAME_HEADER_LEN]),
+    Text(Vec<u8>),
+}
+
+impl Head {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            Head::Prefix(prefix) => prefix,
+            Head::Text(text) => text,
+        }
+    }
 }
 
 impl Framing {
     pub fn frame(self, frame: &Frame) -> Result<Framed, CodecError> {
         Ok(match self {
             Framing::Legacy => Framed {
-                head: frame_header(frame.jpeg.len())?.to_vec(),
+                head: Head::Prefix(frame_header(frame.jpeg.len())?),
                 body: true,
                 tail: b"",
             },
             Framing::Multipart {
                 advance_headers: false,
             } => Framed {
-                head: response::part_head(frame),
+                head: Head::Text(response::part_head(frame)),
                 body: true,
                 tail: response::PART_TAIL,
             },
             Framing::Multipart {
                 advance_headers: true,
             } => Framed {
-                head: Vec::new(),
+                head: Head::Text(Vec::new()),
                 body: true,
                 tail: response::ADVANCE_PART_TAIL,
             },
             Framing::Snapshot { head_only } => Framed {
-                head: response::snapshot_head(frame),
+                head: Head::Text(response::snapshot_head(frame)),
                 body: !head_only,
                 tail: b"",
             },

@@ -602,7 +602,13 @@ async fn send_frame<W: ByteSink>(
         }
     };
     let body: &[u8] = if framed.body { &frame.jpeg } else { b"" };
-    let sent = send(shared, peer, writer, &[&framed.head, body, framed.tail]).await;
+    let sent = send(
+        shared,
+        peer,
+        writer,
+        &[framed.head.as_bytes(), body, framed.tail],
+    )
+    .await;
     if sent {
         shared.frames_sent.fetch_add(1, Ordering::Relaxed);
     }
