@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
     let config = SessionConfig {
         handshake_timeout: timeout(&mut r),
         idle_timeout: timeout(&mut r),
-        max_unknown_run: u32::from(r.byte() % 80),
+        max_noop_run: u32::from(r.byte() % 80),
         remote_shutdown: r.byte() & 1 == 1,
     };
     // Wall-clock microseconds, as the server's clock gives them; sometimes near the end of

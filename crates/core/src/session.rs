@@ -17,6 +17,11 @@
 //! confirms nothing, so it is stray. Should the clock step back past a request (or the start
 //! of a stream), the request is moved to the time the session notices, so it is answered by
 //! the next frame instead of once the clock has caught up.
+//!
+//! Only a command that changes the state counts as activity (restarts the idle timeout, ends
+//! the handshake). An "ignore" cell is no activity: it counts toward the garbage limit like
+//! an unknown byte, so a peer cannot hold a connection with no-op commands, or keep a core
+//! busy reading them.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -30,10 +35,12 @@ use crate::time::Timestamp;
 pub struct SessionConfig {
     /// How long a new connection may take to send its first command.
     pub handshake_timeout: Option<Duration>,
-    /// How long a session may sit in Idle or AwaitingConfirm without a command.
+    /// How long a session may sit in Idle or AwaitingConfirm without a command that changes
+    /// what it is owed.
     pub idle_timeout: Option<Duration>,
-    /// Unknown bytes in a row (white space aside) after which the session is closed.
-    pub max_unknown_run: u32,
+    /// Bytes in a row that change nothing (unknown bytes, and commands with no effect in their
+    /// state; white space aside) after which the session is closed.
+    pub max_noop_run: u32,
     /// Whether `2` asks the whole server to stop (it always ends the session).
     pub remote_shutdown: bool,
 }
@@ -43,7 +50,7 @@ impl Default for SessionConfig {
         SessionConfig {
             handshake_timeout: Some(Duration::from_secs(30)),
             idle_timeout: Some(Duration::from_secs(300)),
-            max_unknown_run: 64,
+            max_noop_run: 64,
             remote_shutdown: false,
         }
     }
@@ -72,7 +79,7 @@ pub enum State {
 pub enum CloseReason {
     /// The client sent `2`.
     ClientShutdown,
-    /// The client sent `max_unknown_run` unknown bytes in a row.
+    /// The client sent `max_noop_run` bytes in a row that changed nothing.
     Garbage,
     HandshakeTimeout,
     IdleTimeout,
@@ -111,10 +118,13 @@ pub struct Session {
     config: SessionConfig,
     state: State,
     started: Timestamp,
-    /// The last command, or the single frame sent since: what the idle timeout counts from.
-    /// `None` until the first command.
+    /// The last command that changed the state, or the single frame sent since: what the idle
+    /// timeout counts from. `None` until the first such command. A command that changes
+    /// nothing is no activity: otherwise a no-op `q` now and then would hold a connection
+    /// slot for ever.
     last_activity: Option<Timestamp>,
-    unknown_run: u32,
+    /// Unknown bytes and no-op commands since the last command that changed the state.
+    noop_run: u32,
     /// Sequence number of the last frame sent while streaming, for counting skips.
     last_streamed: Option<u64>,
     stats: SessionStats,
@@ -128,7 +138,7 @@ impl Session {
             state: State::Idle,
             started: now,
             last_activity: None,
-            unknown_run: 0,
+            noop_run: 0,
             last_streamed: None,
             stats: SessionStats::default(),
             events: VecDeque::new(),
@@ -166,11 +176,8 @@ impl Session {
                 Input::Command(cmd) => self.handle_command(cmd, now),
                 Input::Unknown(byte) => {
                     self.stats.unknown_bytes += 1;
-                    self.unknown_run += 1;
                     self.events.push_back(Event::Unknown(byte));
-                    if self.unknown_run >= self.config.max_unknown_run {
-                        self.close(CloseReason::Garbage);
-                    }
+                    self.count_noop();
                 }
             }
         }
@@ -181,8 +188,6 @@ impl Session {
             return;
         }
         self.stats.commands += 1;
-        self.unknown_run = 0;
-        self.last_activity = Some(now);
         let next = match (self.state, cmd) {
             (State::Closed(_), _) => return,
             (_, Command::Shutdown) => {
@@ -225,6 +230,8 @@ impl Session {
             // streaming.
             (_, Command::Single | Command::Confirm | Command::Stop) => return self.ignore(cmd),
         };
+        self.noop_run = 0;
+        self.last_activity = Some(now);
         self.set_state(next);
     }
 
@@ -313,6 +320,15 @@ impl Session {
     fn ignore(&mut self, cmd: Command) {
         self.stats.ignored_commands += 1;
         self.events.push_back(Event::Ignored(cmd));
+        self.count_noop();
+    }
+
+    /// One more byte that changed nothing; too many in a row close the session.
+    fn count_noop(&mut self) {
+        self.noop_run += 1;
+        if self.noop_run >= self.config.max_noop_run {
+            self.close(CloseReason::Garbage);
+        }
     }
 
     /// The one place the state changes.

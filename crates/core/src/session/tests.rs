@@ -36,7 +36,7 @@ fn config() -> SessionConfig {
     SessionConfig {
         handshake_timeout: Some(HANDSHAKE),
         idle_timeout: Some(IDLE),
-        max_unknown_run: 64,
+        max_noop_run: 64,
         remote_shutdown: false,
     }
 }
@@ -427,18 +427,41 @@ fn bytes_after_the_garbage_limit_are_not_looked_at() {
 }
 
 #[test]
-fn a_command_between_unknown_bytes_resets_the_run() {
+fn a_command_that_changes_the_state_resets_the_run() {
     let mut session = idle();
-    // An ignored command is still a command; the run also spans calls.
+    // The run spans calls.
     input(&mut session, &[b'x'; 63], NOW);
-    input(&mut session, b"q", NOW);
+    input(&mut session, b"3", NOW);
     input(&mut session, &[b'x'; 40], NOW);
     input(&mut session, &[b'x'; 23], NOW);
-    assert_eq!(session.state(), State::Idle);
+    assert_eq!(session.state(), State::Streaming { since: NOW });
     assert_eq!(session.stats().unknown_bytes, 126);
     assert_eq!(
         input(&mut session, b"x", NOW),
         [Event::Unknown(b'x'), Event::Closed(CloseReason::Garbage)]
+    );
+}
+
+#[test]
+fn an_ignored_command_counts_toward_the_garbage_run() {
+    // 50 MB of `q` used to be read to the end: a no-op is garbage like an unknown byte.
+    let mut session = idle();
+    let events = input(&mut session, &[b'q'; 1000], NOW);
+    assert_eq!(events.len(), 65);
+    assert_eq!(events[63], Event::Ignored(Command::Stop));
+    assert_eq!(events[64], Event::Closed(CloseReason::Garbage));
+    assert_eq!(session.stats().ignored_commands, 64);
+    // Unknown bytes and no-ops add up.
+    let mut session = streaming();
+    input(&mut session, &[b'x'; 32], NOW);
+    input(&mut session, &[b'0'; 31], NOW);
+    assert_eq!(session.state(), State::Streaming { since: T_REQUEST });
+    assert_eq!(
+        input(&mut session, b"1", NOW),
+        [
+            Event::Ignored(Command::Confirm),
+            Event::Closed(CloseReason::Garbage)
+        ]
     );
 }
 
@@ -528,8 +551,8 @@ fn unknown_bytes_do_not_complete_the_handshake() {
 
 #[test]
 fn the_first_command_replaces_the_handshake_timeout_with_the_idle_timeout() {
-    let mut session = idle();
-    input(&mut session, b"q", NOW);
+    let mut session = awaiting_confirm();
+    input(&mut session, b"1", NOW);
     let deadline = NOW + IDLE;
     assert_eq!(session.poll_timeout(), Some(deadline));
     session.handle_timeout(START + HANDSHAKE);
@@ -541,6 +564,27 @@ fn the_first_command_replaces_the_handshake_timeout_with_the_idle_timeout() {
         drain_events(&mut session),
         [Event::Closed(CloseReason::IdleTimeout)]
     );
+}
+
+#[test]
+fn no_op_commands_hold_no_connection() {
+    // The slot-holding attack: a `q` now and then, which changes nothing, used to restart
+    // the idle timeout for ever. It neither ends the handshake nor restarts the idle timer.
+    let mut session = idle();
+    input(&mut session, b"q", START + Duration::from_secs(10));
+    input(&mut session, b"1", START + Duration::from_secs(20));
+    assert_eq!(session.poll_timeout(), Some(START + HANDSHAKE));
+    session.handle_timeout(START + HANDSHAKE);
+    assert_eq!(session.state(), State::Closed(CloseReason::HandshakeTimeout));
+
+    let mut session = awaiting_confirm();
+    input(&mut session, b"1", NOW);
+    for minute in 1..=4 {
+        input(&mut session, b"q", NOW + Duration::from_secs(60 * minute));
+    }
+    assert_eq!(session.poll_timeout(), Some(NOW + IDLE));
+    session.handle_timeout(NOW + IDLE);
+    assert_eq!(session.state(), State::Closed(CloseReason::IdleTimeout));
 }
 
 #[test]
@@ -1021,7 +1065,7 @@ struct Model {
     /// When the idle timer last restarted (the last command, or a single frame going out);
     /// `None` until the first command.
     active_at: Option<Timestamp>,
-    unknown_run: u32,
+    noop_run: u32,
     last_streamed: Option<u64>,
     stats: SessionStats,
     /// Single frames confirmed by `1`, or given up by `3` before their confirm came.
@@ -1037,7 +1081,7 @@ impl Model {
             phase: State::Idle,
             started: now,
             active_at: None,
-            unknown_run: 0,
+            noop_run: 0,
             last_streamed: None,
             stats: SessionStats::default(),
             singles_settled: 0,
@@ -1062,13 +1106,18 @@ impl Model {
                 }
                 _ => {
                     self.stats.unknown_bytes += 1;
-                    self.unknown_run += 1;
                     events.push(Event::Unknown(byte));
-                    if self.unknown_run >= self.config.max_unknown_run {
-                        self.close(CloseReason::Garbage, events);
-                    }
+                    self.noop(events);
                 }
             }
+        }
+    }
+
+    /// One more byte that changed nothing: `max_noop_run` in a row close the session.
+    fn noop(&mut self, events: &mut Vec<Event>) {
+        self.noop_run += 1;
+        if self.noop_run >= self.config.max_noop_run {
+            self.close(CloseReason::Garbage, events);
         }
     }
 
@@ -1077,8 +1126,6 @@ impl Model {
     /// out: it takes that row, except that a confirm there confirms nothing.
     fn command(&mut self, cmd: Command, now: Timestamp, events: &mut Vec<Event>) {
         self.stats.commands += 1;
-        self.unknown_run = 0;
-        self.active_at = Some(now);
         let row = match self.phase {
             State::Idle => SpecState::Idle,
             State::Requested { .. } | State::AwaitingConfirm { .. } => SpecState::AwaitingConfirm,
@@ -1132,10 +1179,14 @@ impl Model {
             (action, phase) => panic!("no model for {action:?} in {phase:?}"),
         };
         let Some(next) = next else {
+            // An ignored command is no activity: it counts toward the garbage limit.
             self.stats.ignored_commands += 1;
             events.push(Event::Ignored(cmd));
+            self.noop(events);
             return;
         };
+        self.noop_run = 0;
+        self.active_at = Some(now);
         if matches!(self.phase, State::AwaitingConfirm { .. }) {
             self.singles_settled += 1;
         }
@@ -1272,10 +1323,10 @@ fn session_config() -> impl Strategy<Value = SessionConfig> {
         any::<bool>(),
     )
         .prop_map(
-            |(handshake, idle, max_unknown_run, remote_shutdown)| SessionConfig {
+            |(handshake, idle, max_noop_run, remote_shutdown)| SessionConfig {
                 handshake_timeout: handshake.map(Duration::from_micros),
                 idle_timeout: idle.map(Duration::from_micros),
-                max_unknown_run,
+                max_noop_run,
                 remote_shutdown,
             },
         )

@@ -659,7 +659,7 @@ fn log_event(shared: &Shared, peer: &str, event: Event) {
             shared.stop.cancel();
         }
         Event::Closed(CloseReason::Garbage) => {
-            tracing::warn!(%peer, "closing: the client sent nothing but unknown bytes");
+            tracing::warn!(%peer, "closing: the client keeps sending bytes that change nothing (unknown bytes, no-op commands)");
         }
         Event::Closed(CloseReason::HandshakeTimeout) => {
             tracing::info!(%peer, "closing: no command within the handshake timeout");
