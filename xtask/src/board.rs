@@ -40,7 +40,8 @@ Options (each overrides the board's profile):
   --remote-path PATH  where the binary goes on the board (default: /usr/local/bin/edgecam)
   --camera SPEC       the server's --camera (default: the server's own default)
   --port PORT         the port it listens on, on all interfaces (default: 6810)
-  --install-service   install a systemd unit (Restart=on-failure), enable and (re)start it
+  --install-service   install a systemd unit (not root, sandboxed; Restart=on-failure),
+                      enable and (re)start it
   --dry-run           print every command it would run, and run none
   -- FLAGS...         more `edgecam serve` flags, after the profile's `server_flags`
 
@@ -358,6 +359,28 @@ impl Deploy {
         argv.extend(self.server_flags.iter().cloned());
         argv
     }
+
+    /// The ports below 1024 the server is told to listen on: `--port`, and `--http-bind`
+    /// among the server flags. Binding one is the only capability the service keeps.
+    fn privileged_ports(&self) -> Vec<u16> {
+        let mut ports = vec![self.port];
+        let mut flags = self.server_flags.iter();
+        while let Some(flag) = flags.next() {
+            let addr = match flag.strip_prefix("--http-bind") {
+                Some("") => flags.next().map(String::as_str),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            let port = addr
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            ports.extend(port);
+        }
+        // Port 0 is any free port, which is never below 1024.
+        ports.retain(|&port| port != 0 && port < 1024);
+        ports.dedup();
+        ports
+    }
 }
 
 /// The linker Debian's cross gcc packages provide for a target, if it is one of those.
@@ -643,30 +666,130 @@ fn plan(deploy: &Deploy, std: Std, layout: &Layout) -> Vec<Action> {
     actions
 }
 
-/// The systemd unit that runs the server on the board.
+/// The systemd unit that runs the server on the board: not as root, and sandboxed. Each
+/// setting that is not self-evident says why in the unit itself, for whoever reads it on
+/// the board; README.md ("Running on a board") gives the sandbox's `systemd-analyze
+/// security` score, which a test below checks.
 fn systemd_unit(deploy: &Deploy) -> String {
     let exec: Vec<String> = deploy
         .serve_argv()
         .iter()
         .map(|word| systemd_quote(word))
         .collect();
+    let capabilities = match deploy.privileged_ports().as_slice() {
+        [] => "# No capabilities, and no way to gain any (a port below 1024 would need\n\
+               # CAP_NET_BIND_SERVICE: run-board adds it for one).\n\
+               CapabilityBoundingSet=\n\
+               AmbientCapabilities=\n"
+            .to_owned(),
+        ports => {
+            let names: Vec<String> = ports.iter().map(u16::to_string).collect();
+            let (what, is, them) = match ports {
+                [_] => ("Port", "is", "it"),
+                _ => ("Ports", "are", "them"),
+            };
+            format!(
+                "# {what} {} {is} below 1024: binding {them} is the one capability it keeps.\n\
+                 CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n\
+                 AmbientCapabilities=CAP_NET_BIND_SERVICE\n",
+                names.join(" and ")
+            )
+        }
+    };
     format!(
         "# Written by `cargo xtask run-board --install-service`: an install replaces it.\n\
          [Unit]\n\
          Description=edgecam camera server\n\
          Wants=network-online.target\n\
          After=network-online.target\n\
+         # DeviceAllow=char-video4linux below is resolved when the service starts: load\n\
+         # videodev first (nothing to do where it is built in).\n\
+         Wants=modprobe@videodev.service\n\
+         After=modprobe@videodev.service\n\
          \n\
          [Service]\n\
          ExecStart={}\n\
          Restart=on-failure\n\
          RestartSec=2\n\
          \n\
+         {IDENTITY}\
+         \n\
+         {capabilities}\
+         NoNewPrivileges=yes\n\
+         \n\
+         {SANDBOX}\
+         \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
         exec.join(" ")
     )
 }
+
+/// Who the service runs as, and its one writable folder.
+const IDENTITY: &str = "\
+# Not root: a user made while the service runs (no useradd on the board), in the group
+# that owns the cameras. Its one writable folder is $STATE_DIRECTORY (/var/lib/edgecam),
+# where the TLS key and certificate are kept across restarts, the key 0600.
+DynamicUser=yes
+SupplementaryGroups=video
+StateDirectory=edgecam
+UMask=0077
+";
+
+/// The rest of the sandbox: devices, files, the kernel, sockets and system calls.
+const SANDBOX: &str = "\
+# Devices: the cameras, no others. video4linux is /dev/video* and /dev/v4l-subdev*;
+# libcamera (rpicam-vid as an exec: camera) also opens /dev/media* and /dev/dma_heap/*
+# (which the video group owns only where a udev rule says so, as on Raspberry Pi OS).
+# Not PrivateDevices=yes: it would hide them all.
+DevicePolicy=closed
+DeviceAllow=char-video4linux rw
+DeviceAllow=char-media rw
+DeviceAllow=char-dma_heap rw
+
+# Files: all read-only but the state folder; no /home; its own /tmp (so a pipe:
+# camera's FIFO must live elsewhere, e.g. under /run).
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateMounts=yes
+
+# The kernel: nothing to tune, load, read from its log or set (clock, host name); other
+# users' processes hidden. Not ProcSubset=pid: libjpeg-turbo, built for ARMv7 without
+# assuming NEON, looks for it in /proc/cpuinfo, and would otherwise encode without it.
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectKernelLogs=yes
+ProtectControlGroups=yes
+ProtectClock=yes
+ProtectHostname=yes
+ProtectProc=invisible
+
+# Sockets: IP for the clients, from any address (LAN clients must connect, so no
+# IPAddressDeny=; the server's --allow limits who may); AF_UNIX for the journal and user
+# lookups; AF_NETLINK to list the board's addresses (getifaddrs, for the self-signed
+# certificate) and for libcamera's device events (udev).
+RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK
+RestrictNamespaces=yes
+RestrictRealtime=yes
+RestrictSUIDSGID=yes
+LockPersonality=yes
+
+# System calls; these hold for an exec: camera's program too, which may run (nothing is
+# noexec) and, as a C tool, needs no memory both writable and executable (a JIT would).
+# A call outside the filter fails with EPERM instead of killing the process: a tool that
+# tries to raise a thread's priority gets the answer any user gets. `native`: a 32-bit
+# build does not run on a 64-bit OS; build for the board's (--target aarch64-...).
+MemoryDenyWriteExecute=yes
+SystemCallArchitectures=native
+SystemCallFilter=@system-service
+SystemCallFilter=~@privileged @resources
+SystemCallErrorNumber=EPERM
+
+# Not PrivateUsers=yes: where the kernel has no user namespaces (many board kernels) the
+# service would not start at all; and inside one the video group and the cameras show as
+# nogroup (the kernel still grants the group's access).
+";
 
 /// `word` as one argument of a systemd `ExecStart=`: `%` and `$` doubled (systemd would
 /// expand them), and in double quotes where it has spaces, quotes or backslashes.
@@ -798,6 +921,201 @@ remote_path = "/opt/edgecam/bin/edgecam"
     #[test]
     fn the_dry_run_of_a_uclibc_board_builds_std_with_nightly() {
         insta::assert_snapshot!(dry_run(&["--board", "garage", "--dry-run"], Std::BuildStd));
+    }
+
+    /// The settings `systemd-analyze security` may find open in the typical unit, each left
+    /// open on purpose (the unit says why): anything else open is a lost setting.
+    const OPEN_ON_PURPOSE: &[&str] = &[
+        // It runs the board's own programs (exec: cameras), from the board's root.
+        "RootDirectory=/RootImage=",
+        // The video group, which owns the cameras.
+        "SupplementaryGroups=",
+        // It would hide the cameras; DeviceAllow= limits the devices instead.
+        "PrivateDevices=",
+        // The camera device groups (and ProtectClock's read-only char-rtc).
+        "DeviceAllow=",
+        // A server for the LAN, from any address; the server's --allow limits who.
+        "PrivateNetwork=",
+        "IPAddressDeny=",
+        "RestrictAddressFamilies=~AF_(INET|INET6)",
+        // The journal and user lookups.
+        "RestrictAddressFamilies=~AF_UNIX",
+        // getifaddrs for the certificate's addresses, and libcamera's udev events.
+        "RestrictAddressFamilies=~AF_NETLINK",
+        // libjpeg-turbo looks for NEON in /proc/cpuinfo.
+        "ProcSubset=",
+        // It fails the service on kernels without user namespaces.
+        "PrivateUsers=",
+    ];
+
+    /// The highest overall exposure `systemd-analyze security` may give the typical unit:
+    /// it gives 1.5 with Debian 12's systemd 252 (README.md, "Running on a board").
+    const MAX_EXPOSURE: f64 = 1.6;
+
+    /// Whether systemd-analyze 252 or later (the first with `security --offline`) is here.
+    /// Where it is not, a test that needs it prints "skipped: ..." and returns, except under
+    /// CI (`CI` set), whose `.ci/run` installs systemd: there it fails, as the end-to-end
+    /// tests' `have_tool` does.
+    fn have_systemd_analyze() -> bool {
+        let version = Command::new("systemd-analyze")
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .and_then(|out| {
+                // "systemd 252 (252.38-1~deb12u1)"
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                text.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        let missing = match version {
+            Some(version) if version >= 252 => return true,
+            Some(version) => format!(
+                "systemd-analyze is systemd {version}'s, and `security --offline` needs 252"
+            ),
+            None => "systemd-analyze not installed (apt-get install systemd)".to_owned(),
+        };
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{missing}, and CI must have it (.ci/run installs systemd)"
+        );
+        println!("skipped: {missing}");
+        false
+    }
+
+    /// `deploy`'s unit, written as `edgecam.service` in a fresh folder of its own.
+    fn write_unit(test: &str, deploy: &Deploy) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("edgecam-xtask-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(SERVICE);
+        std::fs::write(&path, systemd_unit(deploy)).unwrap();
+        path
+    }
+
+    /// `systemd-analyze ARGS... UNIT` in the C locale (plain `+`/`-` marks): its standard
+    /// output, after checking that it succeeded and warned of nothing (an unknown key or a
+    /// bad value is only a warning to systemd, which then ignores the line).
+    fn systemd_analyze(args: &[&str], unit: &Path) -> String {
+        let out = Command::new("systemd-analyze")
+            .args(args)
+            .arg(unit)
+            .env("LC_ALL", "C")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "systemd-analyze {args:?} {}: {}\n{stdout}{stderr}",
+            unit.display(),
+            out.status
+        );
+        stdout
+    }
+
+    #[test]
+    fn the_service_unit_is_sandboxed_as_systemd_analyze_security_counts_it() {
+        if !have_systemd_analyze() {
+            return;
+        }
+        let deploy = deploy(&["--board", "kitchen", "--install-service"]).unwrap();
+        let unit = write_unit("security", &deploy);
+        let report = systemd_analyze(&["security", "--offline=yes"], &unit);
+
+        let open: Vec<&str> = report
+            .lines()
+            .filter_map(|line| line.strip_prefix("- ")?.split_whitespace().next())
+            .collect();
+        let lost: Vec<&&str> = open
+            .iter()
+            .filter(|name| !OPEN_ON_PURPOSE.contains(name))
+            .collect();
+        assert!(
+            lost.is_empty(),
+            "systemd-analyze finds {lost:?} open in the unit: set it, or add it to \
+             OPEN_ON_PURPOSE with the reason\n{report}"
+        );
+        let exposure: f64 = report
+            .lines()
+            .find_map(|line| line.strip_prefix("-> Overall exposure level for edgecam.service: "))
+            .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no overall exposure level in\n{report}"));
+        assert!(
+            exposure <= MAX_EXPOSURE,
+            "exposure {exposure}, over {MAX_EXPOSURE}\n{report}"
+        );
+        println!("systemd-analyze security: exposure {exposure}, open: {open:?}");
+        let _ = std::fs::remove_dir_all(unit.parent().unwrap());
+    }
+
+    #[test]
+    fn the_service_unit_passes_systemd_analyze_verify() {
+        if !have_systemd_analyze() {
+            return;
+        }
+        // verify checks that ExecStart's program exists here: this test's own binary.
+        let exe = std::env::current_exe().unwrap();
+        let deploy = deploy(&[
+            "--board",
+            "kitchen",
+            "--install-service",
+            "--remote-path",
+            exe.to_str().unwrap(),
+        ])
+        .unwrap();
+        let unit = write_unit("verify", &deploy);
+        systemd_analyze(&["verify", "--man=no"], &unit);
+        let _ = std::fs::remove_dir_all(unit.parent().unwrap());
+    }
+
+    #[test]
+    fn only_a_port_below_1024_keeps_a_capability() {
+        let ports = |words: &[&str]| deploy(words).unwrap().privileged_ports();
+        assert_eq!(ports(&["--host", "pi@b"]), [] as [u16; 0]);
+        assert_eq!(ports(&["--host", "pi@b", "--port", "80"]), [80]);
+        assert_eq!(
+            ports(&["--host", "pi@b", "--", "--http-bind", "0.0.0.0:443"]),
+            [443]
+        );
+        assert_eq!(
+            ports(&["--host", "pi@b", "--port=80", "--", "--http-bind=[::]:8080"]),
+            [80]
+        );
+        assert_eq!(
+            ports(&["--host", "pi@b", "--", "--http-bind", "0.0.0.0:0"]),
+            [] as [u16; 0]
+        );
+
+        let unit = |words: &[&str]| systemd_unit(&deploy(words).unwrap());
+        let unprivileged = unit(&["--host", "pi@b", "--install-service"]);
+        assert!(
+            unprivileged.contains("\nCapabilityBoundingSet=\nAmbientCapabilities=\n"),
+            "{unprivileged}"
+        );
+        let port_80 = unit(&["--host", "pi@b", "--install-service", "--port", "80"]);
+        assert!(
+            port_80.contains(
+                "# Port 80 is below 1024: binding it is the one capability it keeps.\n\
+                 CapabilityBoundingSet=CAP_NET_BIND_SERVICE\n\
+                 AmbientCapabilities=CAP_NET_BIND_SERVICE\n"
+            ),
+            "{port_80}"
+        );
+        assert_eq!(port_80.matches("CapabilityBoundingSet=").count(), 1);
+        let two = unit(&[
+            "--host",
+            "pi@b",
+            "--install-service",
+            "--port",
+            "80",
+            "--",
+            "--http-bind",
+            "[::]:443",
+        ]);
+        assert!(
+            two.contains("# Ports 80 and 443 are below 1024: binding them is the one"),
+            "{two}"
+        );
     }
 
     #[test]
