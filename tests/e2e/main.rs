@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
 mod browser;
 mod cli;
 mod clock;

@@ -266,7 +266,7 @@ async fn idle_timeout_closes_idle_sessions_but_not_streams() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_max_clients_are_closed_at_once() {
+async fn connections_beyond_max_clients_are_closed_at_their_first_command() {
     let server = TestServer::with_config(CAMERA, config_with(|c| c.max_clients = 2)).await;
     let mut first = server.connect().await;
     let mut second = server.connect().await;
@@ -275,6 +275,8 @@ async fn connections_beyond_max_clients_are_closed_at_once() {
     second.snap().await;
     let refused_at = Instant::now();
     let mut third = server.connect().await;
+    // Its first byte shows it is no HTTP client (which would get a 503): it gets nothing.
+    third.send(b"0").await;
     assert_eq!(third.closed().await, b"");
     assert!(refused_at.elapsed() < Duration::from_secs(2));
     second.snap().await;

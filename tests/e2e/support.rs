@@ -25,6 +25,9 @@ pub fn config() -> ServerConfig {
     ServerConfig {
         session: SessionConfig::default(),
         max_clients: 32,
+        // Every test client comes from 127.0.0.1; the per-address limit has its own tests.
+        max_clients_per_ip: 0,
+        allow: None,
         send_timeout: Duration::from_secs(2),
         stats_interval: None,
         http: true,
@@ -171,7 +174,7 @@ impl Raw {
 
     /// The next frame, `None` if the server closed the connection, panics after `within`.
     pub async fn frame_within(&mut self, within: Duration) -> Option<Bytes> {
-        tokio::time::timeout(within, self.next())
+        tokio::time::timeout(within, self.next_frame())
             .await
             .expect("no frame in time")
     }
@@ -201,7 +204,8 @@ impl Raw {
         rest
     }
 
-    async fn next(&mut self) -> Option<Bytes> {
+    /// The next frame, `None` if the server closed the connection (or it failed); unbounded.
+    pub async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
             if let Some(frame) = self.decoder.decode(&mut self.buf).unwrap() {
                 return Some(frame);
@@ -289,6 +293,18 @@ impl Raw {
         Raw::wrap(stream.unwrap().unwrap())
     }
 
+    /// Connects from the loopback address `source` (any of 127/8 reaches the server), as if
+    /// from another host.
+    pub async fn connect_from(addr: &str, source: &str) -> Raw {
+        let addr: std::net::SocketAddr = addr.parse().unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket
+            .bind(std::net::SocketAddr::new(source.parse().unwrap(), 0))
+            .unwrap();
+        let stream = tokio::time::timeout(WAIT, socket.connect(addr)).await;
+        Raw::wrap(stream.unwrap().unwrap())
+    }
+
     fn wrap(stream: TcpStream) -> Raw {
         stream.set_nodelay(true).unwrap();
         Raw {
@@ -312,7 +328,7 @@ impl Raw {
     pub async fn frames_for(&mut self, span: Duration) -> Vec<Bytes> {
         let deadline = tokio::time::Instant::now() + span;
         let mut frames = Vec::new();
-        while let Ok(frame) = tokio::time::timeout_at(deadline, self.next()).await {
+        while let Ok(frame) = tokio::time::timeout_at(deadline, self.next_frame()).await {
             frames.push(frame.expect("connection closed while streaming"));
         }
         frames
@@ -328,7 +344,7 @@ impl Raw {
     pub async fn drain(&mut self, quiet: Duration) -> Vec<Bytes> {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut frames = Vec::new();
-        while let Ok(frame) = tokio::time::timeout(quiet, self.next()).await {
+        while let Ok(frame) = tokio::time::timeout(quiet, self.next_frame()).await {
             frames.push(frame.expect("connection closed while draining"));
             assert!(
                 tokio::time::Instant::now() < deadline,

@@ -2,9 +2,13 @@
 //!
 //! A transport hands out byte streams and nothing more: which protocol a connection speaks,
 //! and how frames are framed on it, is decided per connection by the server
-//! ([`crate::protocol`]).
+//! ([`crate::protocol`]). Accepting is two steps: [`Transport::accept`] hands out an
+//! [`Incoming`] connection at once, whose peer the server can judge (access rules, limits)
+//! before anything is read; [`Incoming::establish`] then runs the transport's handshake, if
+//! it has one (TLS), in the connection's own task, so accepting never waits on one client.
 
 use std::io;
+use std::net::IpAddr;
 
 use thiserror::Error;
 
@@ -50,6 +54,12 @@ pub enum TransportError {
     Timeout { peer: String, seconds: f64 },
     #[error("{peer} closed the connection in the middle of a frame")]
     Truncated { peer: String },
+    #[error("the TLS handshake with {peer} failed")]
+    Handshake {
+        peer: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("{peer} broke the wire protocol")]
     Protocol {
         peer: String,
@@ -66,6 +76,8 @@ pub struct Connection<R, W> {
     pub writer: W,
     /// The peer's address, for logs.
     pub peer: String,
+    /// Whether the bytes travel encrypted (TLS).
+    pub secure: bool,
 }
 
 /// The receiving half: bytes from the peer (legacy commands, or an HTTP request).
@@ -89,14 +101,32 @@ pub trait ByteSink: Send + 'static {
     async fn close(&mut self) -> Result<(), TransportError>;
 }
 
-/// A listening endpoint that hands out connections.
+/// A connection just accepted: its peer is known, nothing has been read from it.
 #[async_trait::async_trait]
-pub trait Transport: Send + Sync + 'static {
+pub trait Incoming: Send + 'static {
     type Reader: ByteSource;
     type Writer: ByteSink;
 
-    /// Waits for the next connection. Cancel-safe.
-    async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError>;
+    /// The peer's address, for logs.
+    fn peer(&self) -> &str;
+
+    /// The peer's IP address, for access rules and per-address limits; `None` where the
+    /// transport's peers have none.
+    fn ip(&self) -> Option<IpAddr>;
+
+    /// Runs the transport's handshake, if it has one, and hands out the byte streams. It may
+    /// wait on the peer for as long as the peer takes: the caller bounds it with a timeout.
+    /// An error means the connection is unusable and is to be dropped.
+    async fn establish(self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError>;
+}
+
+/// A listening endpoint that hands out connections.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    type Incoming: Incoming;
+
+    /// Waits for the next connection. Cancel-safe, and never waits on a connection's peer.
+    async fn accept(&self) -> Result<Self::Incoming, TransportError>;
 
     /// Where clients can reach this transport, for the startup line and logs.
     fn local_addr(&self) -> String;

@@ -609,7 +609,9 @@ impl ServerProcess {
     fn start(args: &BenchArgs, camera: &str) -> Result<Self> {
         let exe = std::env::current_exe().context("finding the edgecam executable")?;
         let mut child = Command::new(exe)
+            // Every bench client comes from 127.0.0.1: no per-address limit.
             .args(["serve", "--bind", "127.0.0.1:0", "--stats-interval", "0"])
+            .args(["--max-clients-per-ip", "0"])
             .args([
                 "--camera",
                 camera,

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary};
 use edgecam::clock::SystemClock;
+use edgecam::server::access::Networks;
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
 use edgecam_core::camera::CameraContext;
@@ -65,9 +66,18 @@ struct ServeArgs {
     camera: String,
     #[command(flatten)]
     encode: EncodeArgs,
-    /// Connections beyond this many are refused.
+    /// Connections beyond this many, of every protocol, are refused: an HTTP client gets 503
+    /// with Retry-After, a legacy connection is closed.
     #[arg(long, default_value_t = 32)]
     max_clients: usize,
+    /// Connections from one address beyond this many are refused likewise, so that one host
+    /// cannot take every slot (0: no limit).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    max_clients_per_ip: usize,
+    /// Only these peers may connect, over every protocol: CIDR networks or addresses separated
+    /// by commas (e.g. 192.168.1.0/24,fd00::/8). Others are closed at once. Default: everyone.
+    #[arg(long, value_name = "CIDR,...")]
+    allow: Option<Networks>,
     /// Seconds a client may take to read a frame before it is dropped.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     send_timeout: Duration,
@@ -386,6 +396,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
             ..SessionConfig::default()
         },
         max_clients: args.max_clients,
+        max_clients_per_ip: args.max_clients_per_ip,
+        allow: args.allow.clone(),
         send_timeout: args.send_timeout,
         stats_interval: nonzero(args.stats_interval),
         http: args.http == Toggle::On,

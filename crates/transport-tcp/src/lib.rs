@@ -1,5 +1,6 @@
-//! edgecam over plain TCP: the server side of the core [`Transport`] trait on tokio sockets
-//! (byte streams; the server decides each connection's protocol and framing);
+//! edgecam over TCP: the server side of the core [`Transport`] trait on tokio sockets (byte
+//! streams, plain or TLS on the same port; the server decides each connection's protocol and
+//! framing);
 //! [`FrameStream`], the client side of one legacy connection (commands out, frames in); and
 //! [`http::HttpStream`], the client side of an HTTP connection to any MJPEG server.
 //!
@@ -8,18 +9,24 @@
 
 pub mod http;
 
-use std::net::SocketAddr;
+use std::io::IoSlice;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use std::io::IoSlice;
-
 use bytes::{Bytes, BytesMut};
 use edgecam_core::codec::FrameDecoder;
-use edgecam_core::transport::{ByteSink, ByteSource, Connection, Transport, TransportError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use edgecam_core::transport::{
+    ByteSink, ByteSource, Connection, Incoming, Transport, TransportError,
+};
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::server::TlsStream;
 
 /// The default TCP port of the legacy protocol.
 pub const DEFAULT_PORT: u16 = 6810;
@@ -43,6 +50,7 @@ pub fn with_default_port(addr: &str) -> String {
 pub struct TcpTransport {
     listener: TcpListener,
     local: SocketAddr,
+    tls: Option<Arc<ServerConfig>>,
 }
 
 impl TcpTransport {
@@ -53,7 +61,18 @@ impl TcpTransport {
         };
         let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-        Ok(TcpTransport { listener, local })
+        Ok(TcpTransport {
+            listener,
+            local,
+            tls: None,
+        })
+    }
+
+    /// Serves TLS too, on the same port: a connection whose first byte is
+    /// [`TLS_HANDSHAKE`] gets a TLS handshake; any other stays plain (legacy, HTTP).
+    pub fn with_tls(mut self, config: Arc<ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
     }
 
     pub fn socket_addr(&self) -> SocketAddr {
@@ -61,12 +80,15 @@ impl TcpTransport {
     }
 }
 
+/// The first byte of a TLS connection: a handshake record's content type. No legacy command
+/// and no HTTP method starts with it.
+pub const TLS_HANDSHAKE: u8 = 0x16;
+
 #[async_trait]
 impl Transport for TcpTransport {
-    type Reader = TcpByteSource;
-    type Writer = TcpByteSink;
+    type Incoming = TcpIncoming;
 
-    async fn accept(&self) -> Result<Connection<Self::Reader, Self::Writer>, TransportError> {
+    async fn accept(&self) -> Result<TcpIncoming, TransportError> {
         let (stream, peer) =
             self.listener
                 .accept()
@@ -78,23 +100,99 @@ impl Transport for TcpTransport {
         // Frames are written whole; waiting to coalesce them only adds latency.
         let _ = stream.set_nodelay(true);
         limit_unsent(&stream);
-        let (read, write) = stream.into_split();
-        let peer = peer.to_string();
-        Ok(Connection {
-            reader: TcpByteSource {
-                read,
-                peer: peer.clone(),
-            },
-            writer: TcpByteSink {
-                write,
-                peer: peer.clone(),
-            },
-            peer,
+        Ok(TcpIncoming {
+            stream,
+            // A dual-stack socket shows IPv4 peers as ::ffff:a.b.c.d; access rules are
+            // written for a.b.c.d.
+            ip: peer.ip().to_canonical(),
+            peer: peer.to_string(),
+            tls: self.tls.clone(),
         })
     }
 
     fn local_addr(&self) -> String {
         self.local.to_string()
+    }
+}
+
+/// An accepted TCP connection, not yet read from.
+#[derive(Debug)]
+pub struct TcpIncoming {
+    stream: TcpStream,
+    peer: String,
+    ip: IpAddr,
+    tls: Option<Arc<ServerConfig>>,
+}
+
+#[async_trait]
+impl Incoming for TcpIncoming {
+    type Reader = TcpByteSource;
+    type Writer = TcpByteSink;
+
+    fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        Some(self.ip)
+    }
+
+    /// Plain at once without TLS; with TLS, waits for the peer's first byte and shakes hands
+    /// when it opens a TLS handshake.
+    async fn establish(self) -> Result<Connection<TcpByteSource, TcpByteSink>, TransportError> {
+        let TcpIncoming {
+            stream, peer, tls, ..
+        } = self;
+        let Some(config) = tls else {
+            return Ok(plain(stream, peer));
+        };
+        let mut first = [0u8; 1];
+        let peeked = stream
+            .peek(&mut first)
+            .await
+            .map_err(|source| TransportError::Read {
+                peer: peer.clone(),
+                source,
+            })?;
+        if peeked == 0 || first[0] != TLS_HANDSHAKE {
+            return Ok(plain(stream, peer));
+        }
+        let tls = TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+            .map_err(|source| TransportError::Handshake {
+                peer: peer.clone(),
+                source,
+            })?;
+        let (read, write) = tokio::io::split(tls);
+        Ok(Connection {
+            reader: TcpByteSource {
+                read: ReadHalf::Tls(read),
+                peer: peer.clone(),
+            },
+            writer: TcpByteSink {
+                write: WriteHalf::Tls(write),
+                peer: peer.clone(),
+            },
+            peer,
+            secure: true,
+        })
+    }
+}
+
+fn plain(stream: TcpStream, peer: String) -> Connection<TcpByteSource, TcpByteSink> {
+    let (read, write) = stream.into_split();
+    Connection {
+        reader: TcpByteSource {
+            read: ReadHalf::Plain(read),
+            peer: peer.clone(),
+        },
+        writer: TcpByteSink {
+            write: WriteHalf::Plain(write),
+            peer: peer.clone(),
+        },
+        peer,
+        secure: false,
     }
 }
 
@@ -114,64 +212,91 @@ fn limit_unsent(stream: &TcpStream) {
     let _ = stream;
 }
 
+/// The receiving half of a plain or TLS connection.
+#[derive(Debug)]
+enum ReadHalf {
+    Plain(OwnedReadHalf),
+    Tls(tokio::io::ReadHalf<TlsStream<TcpStream>>),
+}
+
+/// The sending half of a plain or TLS connection.
+#[derive(Debug)]
+enum WriteHalf {
+    Plain(OwnedWriteHalf),
+    Tls(tokio::io::WriteHalf<TlsStream<TcpStream>>),
+}
+
 #[derive(Debug)]
 pub struct TcpByteSource {
-    read: OwnedReadHalf,
+    read: ReadHalf,
     peer: String,
 }
 
 #[async_trait]
 impl ByteSource for TcpByteSource {
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, TransportError> {
-        self.read
-            .read(buf)
-            .await
-            .map_err(|source| TransportError::Read {
-                peer: self.peer.clone(),
-                source,
-            })
+        let read = match &mut self.read {
+            ReadHalf::Plain(read) => read.read(buf).await,
+            ReadHalf::Tls(read) => read.read(buf).await,
+        };
+        read.map_err(|source| TransportError::Read {
+            peer: self.peer.clone(),
+            source,
+        })
     }
 }
 
 #[derive(Debug)]
 pub struct TcpByteSink {
-    write: OwnedWriteHalf,
+    write: WriteHalf,
     peer: String,
 }
 
 #[async_trait]
 impl ByteSink for TcpByteSink {
     async fn write_all(&mut self, bufs: &[&[u8]]) -> Result<(), TransportError> {
-        let write_error = |source| TransportError::Write {
+        let written = match &mut self.write {
+            WriteHalf::Plain(write) => write_all_vectored(write, bufs).await,
+            // TLS holds records back until flushed.
+            WriteHalf::Tls(write) => match write_all_vectored(write, bufs).await {
+                Ok(()) => write.flush().await,
+                Err(e) => Err(e),
+            },
+        };
+        written.map_err(|source| TransportError::Write {
             peer: self.peer.clone(),
             source,
-        };
-        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
-        let mut slices = &mut slices[..];
-        IoSlice::advance_slices(&mut slices, 0);
-        while !slices.is_empty() {
-            let n = self
-                .write
-                .write_vectored(slices)
-                .await
-                .map_err(write_error)?;
-            if n == 0 {
-                return Err(write_error(std::io::ErrorKind::WriteZero.into()));
-            }
-            IoSlice::advance_slices(&mut slices, n);
-        }
-        Ok(())
+        })
     }
 
     async fn close(&mut self) -> Result<(), TransportError> {
-        self.write
-            .shutdown()
-            .await
-            .map_err(|source| TransportError::Write {
-                peer: self.peer.clone(),
-                source,
-            })
+        let closed = match &mut self.write {
+            WriteHalf::Plain(write) => write.shutdown().await,
+            WriteHalf::Tls(write) => write.shutdown().await,
+        };
+        closed.map_err(|source| TransportError::Write {
+            peer: self.peer.clone(),
+            source,
+        })
     }
+}
+
+/// Writes every buffer, in order, with as few vectored writes as the stream allows.
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    bufs: &[&[u8]],
+) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let n = write.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
 }
 
 /// The client side of one connection: commands out, frames in.

@@ -575,7 +575,10 @@ fn no_op_commands_hold_no_connection() {
     input(&mut session, b"1", START + Duration::from_secs(20));
     assert_eq!(session.poll_timeout(), Some(START + HANDSHAKE));
     session.handle_timeout(START + HANDSHAKE);
-    assert_eq!(session.state(), State::Closed(CloseReason::HandshakeTimeout));
+    assert_eq!(
+        session.state(),
+        State::Closed(CloseReason::HandshakeTimeout)
+    );
 
     let mut session = awaiting_confirm();
     input(&mut session, b"1", NOW);

@@ -4,6 +4,7 @@
 //! that asked to stream, a snapshot one that asked for a single frame and has nothing more
 //! to say; only their framing differs from the legacy protocol's.
 
+pub mod access;
 mod http;
 
 use std::collections::BTreeMap;
@@ -16,23 +17,30 @@ use edgecam_core::codec::Command;
 use edgecam_core::frame::Frame;
 use edgecam_core::http::request::{Answer, HeadReader, Route};
 use edgecam_core::http::response;
+use edgecam_core::limit::{RateLimit, Verdict};
 use edgecam_core::protocol::{Framing, Protocol};
 use edgecam_core::session::{CloseReason, Event, Session, SessionConfig};
 use edgecam_core::time::{Clock, Timestamp};
-use edgecam_core::transport::{ByteSink, ByteSource, Connection, Transport};
+use edgecam_core::transport::{ByteSink, ByteSource, Connection, Incoming, Transport};
 use thiserror::Error;
 use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::capture::{CaptureCounters, CaptureLoop, Demand};
+use access::Networks;
 use edgecam_encode::Encoder;
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub session: SessionConfig,
-    /// Connections beyond this many, of every protocol, are closed at once, with a log line.
+    /// Connections beyond this many, of every protocol, are refused (an HTTP client gets
+    /// `503`), with a log line.
     pub max_clients: usize,
+    /// Connections from one address beyond this many are refused likewise; 0 for no limit.
+    pub max_clients_per_ip: usize,
+    /// The peers that may connect at all; `None` for everyone. Others are closed at once.
+    pub allow: Option<Networks>,
     /// A session whose client has not taken a frame within this time is dropped.
     pub send_timeout: Duration,
     /// How often the stats line is logged; `None` for never.
@@ -54,6 +62,8 @@ pub enum ServerError {
 #[derive(Debug)]
 struct ClientCounters {
     peer: String,
+    /// For the per-address limit.
+    ip: Option<std::net::IpAddr>,
     /// Set once the first byte told.
     protocol: OnceLock<Protocol>,
     connected: std::time::Instant,
@@ -89,8 +99,13 @@ struct Shared {
     dropped: AtomicU64,
     /// Frames streaming clients were behind for, all clients together, finished ones included.
     skipped: AtomicU64,
-    /// Connections closed at once because the server was full.
+    /// Connections refused because the server, or the peer's share of it, was full.
     refused: AtomicU64,
+    /// Refused connections being told so (an HTTP `503`); bounded, so that a flood of them
+    /// costs no more than [`MAX_REFUSING`] tasks.
+    refusing: Arc<tokio::sync::Semaphore>,
+    /// Log lines about refused connections, which a flood would otherwise repeat.
+    refusal_lines: Mutex<RateLimit>,
     /// Commands from every client, ignored ones included.
     commands: AtomicU64,
     /// Frame rates over the last second, for `/state`.
@@ -202,6 +217,8 @@ impl<T: Transport> Server<T> {
             dropped: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            refusing: Arc::new(tokio::sync::Semaphore::new(MAX_REFUSING)),
+            refusal_lines: Mutex::new(RateLimit::repeats()),
             commands: AtomicU64::new(0),
             rates: Mutex::new(http::Rates::default()),
         });
@@ -270,15 +287,16 @@ impl<T: Transport> Server<T> {
     }
 }
 
-/// Accepts connections on one transport until the server stops.
+/// Accepts connections on one transport until the server stops. Nothing here waits on a
+/// peer: handshakes run in each connection's own task.
 async fn accept_loop<T: Transport>(transport: T, shared: Arc<Shared>, tasks: TaskTracker) {
     loop {
         let accepted = tokio::select! {
             () = shared.stop.cancelled() => return,
             accepted = transport.accept() => accepted,
         };
-        let conn = match accepted {
-            Ok(conn) => conn,
+        let incoming = match accepted {
+            Ok(incoming) => incoming,
             Err(e) => {
                 // Typically out of file descriptors: back off instead of spinning.
                 tracing::warn!(error = %crate::error_chain(&e), "accept failed");
@@ -286,39 +304,136 @@ async fn accept_loop<T: Transport>(transport: T, shared: Arc<Shared>, tasks: Tas
                 continue;
             }
         };
-        // Registered here, not in the session task, so a burst of connections is counted
-        // as it is accepted.
-        let registered = {
-            let mut clients = lock(&shared.clients);
-            if clients.len() >= shared.config.max_clients {
-                None
-            } else {
-                let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-                let counters = Arc::new(ClientCounters {
-                    peer: conn.peer.clone(),
-                    protocol: OnceLock::new(),
-                    connected: std::time::Instant::now(),
-                    sent: AtomicU64::new(0),
-                    skipped: AtomicU64::new(0),
-                });
-                clients.insert(id, counters.clone());
-                Some((id, counters))
+        let ip = incoming.ip();
+        if let (Some(allow), Some(ip)) = (&shared.config.allow, ip)
+            && !allow.contains(ip)
+        {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            refusal_line(
+                &shared,
+                incoming.peer(),
+                "not in --allow",
+                "add its network to --allow",
+            );
+            continue;
+        }
+        match register(&shared, incoming.peer(), ip) {
+            Ok((id, counters)) => {
+                tasks.spawn(run_session(shared.clone(), incoming, id, counters));
             }
-        };
-        match registered {
-            Some((id, counters)) => {
-                tasks.spawn(run_session(shared.clone(), conn, id, counters));
-            }
-            None => {
+            Err(full) => {
                 shared.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    peer = %conn.peer,
-                    max_clients = shared.config.max_clients,
-                    "refusing connection: too many clients (raise --max-clients)"
-                );
+                refusal_line(&shared, incoming.peer(), full.why(), full.remedy());
+                // Told so if a task is free to tell it; else closed at once.
+                if let Ok(permit) = shared.refusing.clone().try_acquire_owned() {
+                    tasks.spawn(refuse(shared.clone(), incoming, full, permit));
+                }
             }
         }
     }
+}
+
+/// Why a connection was refused for lack of room.
+#[derive(Debug, Clone, Copy)]
+enum Full {
+    /// `--max-clients` connections are open.
+    Server,
+    /// `--max-clients-per-ip` connections from the peer's address are open.
+    Address,
+}
+
+impl Full {
+    fn why(self) -> &'static str {
+        match self {
+            Full::Server => "server full: too many clients",
+            Full::Address => "server full for this address: too many clients from it",
+        }
+    }
+
+    fn remedy(self) -> &'static str {
+        match self {
+            Full::Server => "raise --max-clients",
+            Full::Address => "raise --max-clients-per-ip",
+        }
+    }
+}
+
+/// Refused connections told so at the same time, at most; more are closed at once.
+const MAX_REFUSING: usize = 16;
+/// How long a refused connection may take to show its protocol and take its answer.
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
+/// What a refused HTTP client is told to wait before it tries again.
+const RETRY_AFTER_SECS: u32 = 5;
+
+/// Registers a new connection, counted from here (not from its task) so that a burst of
+/// connections is counted as it is accepted; or says why there is no room.
+fn register(
+    shared: &Shared,
+    peer: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(u64, Arc<ClientCounters>), Full> {
+    let mut clients = lock(&shared.clients);
+    if clients.len() >= shared.config.max_clients {
+        return Err(Full::Server);
+    }
+    let per_ip = shared.config.max_clients_per_ip;
+    if per_ip > 0 && ip.is_some() && clients.values().filter(|c| c.ip == ip).count() >= per_ip {
+        return Err(Full::Address);
+    }
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+    let counters = Arc::new(ClientCounters {
+        peer: peer.to_owned(),
+        ip,
+        protocol: OnceLock::new(),
+        connected: std::time::Instant::now(),
+        sent: AtomicU64::new(0),
+        skipped: AtomicU64::new(0),
+    });
+    clients.insert(id, counters.clone());
+    Ok((id, counters))
+}
+
+/// One log line for a refused connection, at most one a second with a count of the rest.
+fn refusal_line(shared: &Shared, peer: &str, why: &str, remedy: &str) {
+    if let Verdict::Log { suppressed } =
+        lock(&shared.refusal_lines).check(std::time::Instant::now())
+    {
+        tracing::warn!(
+            %peer,
+            suppressed,
+            "refusing connection: {why} ({remedy})"
+        );
+    }
+}
+
+/// Tells a refused connection so where its protocol allows: an HTTP client gets `503` with
+/// `Retry-After`; a legacy connection is closed, since nothing but frames may go on its wire.
+async fn refuse<I: Incoming>(
+    shared: Arc<Shared>,
+    incoming: I,
+    full: Full,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let peer = incoming.peer().to_owned();
+    let told = tokio::time::timeout(REFUSE_WAIT, async {
+        let mut conn = incoming.establish().await?;
+        let mut first = [0u8; 1];
+        if conn.reader.read(&mut first).await? == 0
+            || Protocol::detect(first[0], shared.config.http) != Protocol::Http
+        {
+            return Ok(false);
+        }
+        let answer = response::unavailable(RETRY_AFTER_SECS, full.why());
+        conn.writer.write_all(&[&answer]).await?;
+        conn.writer.close().await?;
+        // The request's rest is read, so that closing does not reset the connection before
+        // the client has read the answer.
+        let mut rest = [0u8; 1024];
+        while conn.reader.read(&mut rest).await? > 0 {}
+        Ok::<_, edgecam_core::transport::TransportError>(true)
+    })
+    .await;
+    tracing::debug!(%peer, ?told, "refused connection done");
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -339,19 +454,48 @@ enum Wire {
     HttpAnswered { extra: usize },
 }
 
-/// Drives one session: bytes in, frames out, until the session closes.
-async fn run_session<R: ByteSource, W: ByteSink>(
+/// Runs one connection's handshake, then its session; unregisters it at the end.
+async fn run_session<I: Incoming>(
     shared: Arc<Shared>,
-    conn: Connection<R, W>,
+    incoming: I,
     id: u64,
     counters: Arc<ClientCounters>,
+) {
+    let peer = incoming.peer().to_owned();
+    let wait = shared
+        .config
+        .session
+        .handshake_timeout
+        .unwrap_or(ESTABLISH_WAIT);
+    match tokio::time::timeout(wait, incoming.establish()).await {
+        Ok(Ok(conn)) => serve_session(&shared, conn, id, &counters).await,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %crate::error_chain(&e), "closing: the connection failed before its first byte")
+        }
+        Err(_) => {
+            tracing::info!(%peer, seconds = wait.as_secs_f64(), "closing: the handshake did not end within the handshake timeout")
+        }
+    }
+    lock(&shared.clients).remove(&id);
+}
+
+/// How long a handshake (TLS) may take when the handshake timeout is off.
+const ESTABLISH_WAIT: Duration = Duration::from_secs(30);
+
+/// Drives one session: bytes in, frames out, until the session closes.
+async fn serve_session<R: ByteSource, W: ByteSink>(
+    shared: &Arc<Shared>,
+    conn: Connection<R, W>,
+    id: u64,
+    counters: &ClientCounters,
 ) {
     let Connection {
         mut reader,
         mut writer,
         peer,
+        secure,
     } = conn;
-    tracing::info!(%peer, "client connected");
+    tracing::info!(%peer, tls = secure, "client connected");
     let clock = &shared.clock;
     let mut session = Session::new(shared.config.session.clone(), clock.now());
     let mut frames = shared.frames.clone();
@@ -470,7 +614,6 @@ async fn run_session<R: ByteSource, W: ByteSink>(
         shared.demand.release();
     }
     let _ = tokio::time::timeout(shared.config.send_timeout, writer.close()).await;
-    lock(&shared.clients).remove(&id);
     let stats = session.stats();
     tracing::info!(
         %peer,

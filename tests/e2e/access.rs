@@ -1,0 +1,119 @@
+//! Who may watch: connection limits that hold against a hostile LAN (slot holders, no-op
+//! floods, one host taking every slot), and `--allow`. Other hosts are played by other
+//! loopback addresses (127.0.0.2, ...): Linux routes all of 127/8 to the loopback device.
+
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+const CAMERA: &str = "sim:64x48@30";
+
+/// Retries (bounded by [`WAIT`]) until a newcomer from `source` is sent a single frame.
+async fn served_within(addr: &str, source: &str) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut client = Raw::connect_from(addr, source).await;
+        client.send(b"0").await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(1), client.next_frame()).await
+        {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "a real client from {source} was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The attack from the issue: every slot held by connections that send a no-op `q` now and
+/// then. It held them for ever, since any command restarted the idle timer; now only
+/// commands that change what a session is owed do, so the handshake timeout frees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_holders_sending_no_op_commands_do_not_lock_real_clients_out() {
+    let server = TestServer::with_config(
+        CAMERA,
+        config_with(|c| {
+            c.max_clients = 4;
+            c.session.handshake_timeout = Some(Duration::from_secs(1));
+            c.session.idle_timeout = Some(Duration::from_secs(1));
+        }),
+    )
+    .await;
+    let mut holders = Vec::new();
+    for _ in 0..4 {
+        holders.push(Raw::connect_from(&server.addr, "127.0.0.2").await);
+    }
+    let holding = tokio::spawn(async move {
+        // Each holder says `q` every 300 ms, well inside every timeout, for up to WAIT.
+        let until = Instant::now() + WAIT;
+        while Instant::now() < until {
+            for holder in &mut holders {
+                let _ = holder.stream.write_all(b"q").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let took = served_within(&server.addr, "127.0.0.3").await;
+    holding.abort();
+    // Freed by the 1 s handshake timeout, give or take the retries.
+    assert!(took < Duration::from_secs(5), "served only after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_no_op_commands_is_closed_without_being_read_to_the_end() {
+    let server = TestServer::start(CAMERA).await;
+    let mut flooder = server.connect().await;
+    let flood = vec![b'q'; 1 << 20];
+    // The server closes long before a megabyte is read; the write then fails, which is fine.
+    let _ = tokio::time::timeout(WAIT, flooder.stream.write_all(&flood)).await;
+    assert_eq!(flooder.closed().await, b"");
+    let stats = server.stats();
+    assert!(
+        stats.commands < 1000,
+        "{} commands read from a flood of no-ops",
+        stats.commands
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_slot() {
+    let server = TestServer::with_config(CAMERA, config_with(|c| c.max_clients_per_ip = 2)).await;
+    let mut first = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    let mut second = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    first.snap().await;
+    second.snap().await;
+    // A third legacy client from the same host is closed at its first command.
+    let mut third = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    third.send(b"0").await;
+    assert_eq!(third.closed().await, b"");
+    // An HTTP one is told why, and when to try again.
+    let mut http = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    http.send(b"GET /snapshot HTTP/1.1\r\nHost: board\r\n\r\n")
+        .await;
+    let answer = String::from_utf8_lossy(&http.closed().await).into_owned();
+    assert!(answer.starts_with("HTTP/1.0 503 "), "{answer}");
+    assert!(answer.contains("\r\nRetry-After: "), "{answer}");
+    assert!(answer.contains("too many clients from it"), "{answer}");
+    // Another host is served.
+    served_within(&server.addr, "127.0.0.3").await;
+    // And so is the first host again once one of its clients has left.
+    drop(first);
+    served_within(&server.addr, "127.0.0.2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_outside_allow_is_closed_at_once() {
+    let allow = "127.0.0.3/32,10.0.0.0/8".parse().unwrap();
+    let server = TestServer::with_config(CAMERA, config_with(|c| c.allow = Some(allow))).await;
+    let mut outsider = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    let start = Instant::now();
+    // Closed before it says anything.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, outsider.stream.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+    served_within(&server.addr, "127.0.0.3").await;
+}
