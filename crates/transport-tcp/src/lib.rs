@@ -8,6 +8,7 @@
 //! `edgecam_core::codec` and the MJPEG reader from `edgecam_core::http::reader`.
 
 pub mod http;
+pub mod tls;
 
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
