@@ -1,8 +1,9 @@
 //! HTTP, sans-IO: the server's request-head parser and router (`request`), its response heads
-//! and MJPEG framing as `multipart/x-mixed-replace` (`response`), and the client's reader of
-//! any MJPEG server's responses (`reader`). Bytes in, decisions and bytes out; the
-//! connection is someone else's.
+//! and MJPEG framing as `multipart/x-mixed-replace` (`response`), Basic credentials (`auth`),
+//! and the client's reader of any MJPEG server's responses (`reader`). Bytes in, decisions
+//! and bytes out; the connection is someone else's.
 
+pub mod auth;
 pub mod reader;
 pub mod request;
 pub mod response;
@@ -21,6 +22,7 @@ pub enum Status {
     Ok,
     NoContent,
     BadRequest,
+    Unauthorized,
     NotFound,
     MethodNotAllowed,
     HeaderFieldsTooLarge,
@@ -33,6 +35,7 @@ impl Status {
             Status::Ok => 200,
             Status::NoContent => 204,
             Status::BadRequest => 400,
+            Status::Unauthorized => 401,
             Status::NotFound => 404,
             Status::MethodNotAllowed => 405,
             Status::HeaderFieldsTooLarge => 431,
@@ -45,6 +48,7 @@ impl Status {
             Status::Ok => "OK",
             Status::NoContent => "No Content",
             Status::BadRequest => "Bad Request",
+            Status::Unauthorized => "Unauthorized",
             Status::NotFound => "Not Found",
             Status::MethodNotAllowed => "Method Not Allowed",
             Status::HeaderFieldsTooLarge => "Request Header Fields Too Large",

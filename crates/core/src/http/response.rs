@@ -62,11 +62,52 @@ pub fn whole(status: Status, content_type: &str, body: &[u8], head_only: bool) -
 
 /// An error response: a one-line text body.
 pub fn error(status: Status, message: &str) -> Vec<u8> {
-    whole(
+    error_with(status, message, "")
+}
+
+/// [`error`] with `extra` header lines (each ending in `\r\n`).
+fn error_with(status: Status, message: &str, extra: &str) -> Vec<u8> {
+    let body = format!("{} {}: {message}\n", status.code(), status.reason());
+    let mut out = head(
         status,
-        "text/plain; charset=utf-8",
-        format!("{} {}: {message}\n", status.code(), status.reason()).as_bytes(),
-        false,
+        Some("text/plain; charset=utf-8"),
+        Some(body.len()),
+        extra,
+    );
+    out.extend_from_slice(body.as_bytes());
+    out
+}
+
+/// The answer to a request without the right credentials: `401` asking for HTTP Basic in
+/// `realm` (what a browser shows in its login box), with UTF-8 user names and passwords.
+/// The realm is sent as a quoted string: `"` and `\` are escaped, and anything but printable
+/// ASCII becomes `_`, so no realm can break the header.
+pub fn unauthorized(realm: &str) -> Vec<u8> {
+    let mut quoted = String::with_capacity(realm.len() + 2);
+    for c in realm.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            ' '..='~' => quoted.push(c),
+            _ => quoted.push('_'),
+        }
+    }
+    error_with(
+        Status::Unauthorized,
+        "this camera needs a user name and password",
+        &format!("WWW-Authenticate: Basic realm=\"{quoted}\", charset=\"UTF-8\"\r\n"),
+    )
+}
+
+/// The answer when the server cannot take a request now (it is full, say): `503` with
+/// `Retry-After` in seconds, and `message` as the one-line body.
+pub fn unavailable(retry_after_secs: u32, message: &str) -> Vec<u8> {
+    error_with(
+        Status::ServiceUnavailable,
+        message,
+        &format!("Retry-After: {retry_after_secs}\r\n"),
     )
 }
 
@@ -169,6 +210,49 @@ mod tests {
             Status::NotFound,
             "no such page"
         )));
+    }
+
+    #[test]
+    fn what_the_refusals_look_like() {
+        insta::assert_snapshot!(
+            "unauthorized",
+            String::from_utf8_lossy(&unauthorized("edgecam"))
+        );
+        insta::assert_snapshot!(
+            "unavailable",
+            String::from_utf8_lossy(&unavailable(5, "the server is full, try again later"))
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_as_long_as_they_say() {
+        for wire in [
+            error(Status::NotFound, "no such page"),
+            unauthorized("edgecam"),
+            unavailable(1, "full"),
+        ] {
+            let text = String::from_utf8(wire).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(
+                format!("{head}\r\n").contains(&format!("\r\nContent-Length: {}\r\n", body.len())),
+                "{text}"
+            );
+            assert!(body.ends_with('\n') && body.lines().count() == 1, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_realm_cannot_break_the_header() {
+        let text = String::from_utf8(unauthorized("a \"cam\" \\ on\r\nX-Evil: 1\u{e9}")).unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("WWW-Authenticate:"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"WWW-Authenticate: Basic realm="a \"cam\" \\ on__X-Evil: 1_", charset="UTF-8""#
+        );
+        assert!(!text.contains("\r\nX-Evil"), "{text}");
     }
 
     #[test]
