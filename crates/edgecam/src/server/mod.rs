@@ -4,6 +4,7 @@
 //! that asked to stream, a snapshot one that asked for a single frame and has nothing more
 //! to say; only their framing differs from the legacy protocol's.
 
+pub mod auth;
 mod http;
 
 use std::collections::BTreeMap;
