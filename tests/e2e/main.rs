@@ -15,6 +15,7 @@ mod http_client;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;
+mod passwd;
 mod pipe;
 mod protocol;
 mod record;
