@@ -16,6 +16,7 @@ mod http_client;
 mod legacy;
 #[cfg(feature = "opencv")]
 mod opencv;
+mod passwd;
 mod pipe;
 mod protocol;
 mod record;

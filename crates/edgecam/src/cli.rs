@@ -52,6 +52,13 @@ enum Command {
     Bench(crate::bench::BenchArgs),
     /// List the V4L2 cameras (Linux): each device's name, formats and sizes, and its --camera spec.
     Cameras,
+    /// Add a user to an auth file (`serve --auth-file`), or change their password.
+    ///
+    /// On a terminal the password is asked for twice, without echo; otherwise it is the first
+    /// line of standard input (`printf '%s\n' "$PASSWORD" | edgecam passwd FILE USER`). FILE
+    /// holds one USER:HASH line per user, the password hashed with argon2id; its other lines
+    /// and comments are kept.
+    Passwd(PasswdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -216,6 +223,14 @@ struct RecordArgs {
 }
 
 #[derive(Debug, Args)]
+struct PasswdArgs {
+    /// The auth file; made with mode 0600 if it does not exist.
+    file: PathBuf,
+    /// The user name: no spaces and no `:`.
+    user: String,
+}
+
+#[derive(Debug, Args)]
 struct RepairArgs {
     /// The AVI file to repair, in place.
     file: PathBuf,
@@ -271,6 +286,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => crate::bench::run(args).await,
         Command::Cameras => {
             cameras();
+            Ok(())
+        }
+        Command::Passwd(args) => {
+            say(crate::passwd::run(&args.file, &args.user)?);
             Ok(())
         }
     }

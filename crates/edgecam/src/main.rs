@@ -5,6 +5,7 @@
 
 mod bench;
 mod cli;
+mod passwd;
 
 use std::process::ExitCode;
 

@@ -5,6 +5,7 @@
 //! to say; only their framing differs from the legacy protocol's.
 
 pub mod access;
+pub mod auth;
 mod http;
 
 use std::collections::BTreeMap;
