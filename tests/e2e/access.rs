@@ -117,3 +117,97 @@ async fn a_peer_outside_allow_is_closed_at_once() {
     assert!(start.elapsed() < Duration::from_secs(2));
     served_within(&server.addr, "127.0.0.3").await;
 }
+
+/// The head of the server's answer to `request` (read up to its blank line, so that a stream
+/// need not end).
+async fn answer_head(addr: &str, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(WAIT, stream.read(&mut byte)).await;
+        match read.expect("no answer in time") {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A server whose users are `viewer` (password `secret word`), with `change` applied.
+async fn with_users(
+    change: impl FnOnce(&mut edgecam::server::ServerConfig),
+) -> (TestServer, tempfile::TempDir) {
+    use edgecam::server::auth::{Users, set_password};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("users");
+    set_password(&file, "viewer", "secret word").unwrap();
+    let users = std::sync::Arc::new(Users::load(&file).unwrap());
+    let config = config_with(|c| {
+        c.users = Some(users);
+        change(c);
+    });
+    (TestServer::with_config(CAMERA, config).await, dir)
+}
+
+/// The `Authorization` header line for `user:password`.
+fn basic(user: &str, password: &str) -> String {
+    let value = edgecam_core::http::auth::encode_basic(user, password);
+    format!("Authorization: {value}\r\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_passwords_every_route_needs_the_right_one() {
+    let (server, _dir) = with_users(|_| {}).await;
+    let routes = [
+        "/",
+        "/stream",
+        "/?action=stream",
+        "/snapshot",
+        "/?action=snapshot",
+        "/state",
+        "/metrics",
+    ];
+    for route in routes {
+        for (credentials, expected) in [
+            (String::new(), "401"),
+            (basic("viewer", "wrong"), "401"),
+            (basic("nobody", "secret word"), "401"),
+            ("Authorization: Basic !!!\r\n".to_owned(), "401"),
+            (basic("viewer", "secret word"), "200"),
+        ] {
+            let request = format!("GET {route} HTTP/1.1\r\nHost: board\r\n{credentials}\r\n");
+            let head = answer_head(&server.addr, &request).await;
+            let status = head.lines().next().unwrap_or_default().to_owned();
+            assert!(
+                status.starts_with(&format!("HTTP/1.0 {expected} ")),
+                "{route} with {credentials:?}: {head}"
+            );
+            if expected == "401" {
+                assert!(
+                    head.contains("\r\nWWW-Authenticate: Basic realm=\"edgecam\""),
+                    "{route}: {head}"
+                );
+            }
+        }
+    }
+    // A browser's preflight carries no credentials.
+    let head = answer_head(&server.addr, "OPTIONS /stream HTTP/1.1\r\n\r\n").await;
+    assert!(head.starts_with("HTTP/1.0 204 "), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_passwords_legacy_clients_come_in_only_from_legacy_allow() {
+    let legacy_allow = "127.0.0.3/32".parse().unwrap();
+    let (server, _dir) = with_users(|c| c.legacy_allow = Some(legacy_allow)).await;
+    let mut outsider = Raw::connect_from(&server.addr, "127.0.0.2").await;
+    outsider.send(b"0").await;
+    assert_eq!(
+        outsider.closed().await,
+        b"",
+        "a legacy client with passwords on"
+    );
+    let mut old_script = Raw::connect_from(&server.addr, "127.0.0.3").await;
+    assert_jpeg(&old_script.snap().await, 64, 48);
+}

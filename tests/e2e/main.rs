@@ -22,5 +22,6 @@ mod protocol;
 mod record;
 mod relay;
 mod support;
+mod tls;
 mod v4l2;
 mod view;

@@ -28,6 +28,8 @@ pub fn config() -> ServerConfig {
         // Every test client comes from 127.0.0.1; the per-address limit has its own tests.
         max_clients_per_ip: 0,
         allow: None,
+        users: None,
+        legacy_allow: None,
         send_timeout: Duration::from_secs(2),
         stats_interval: None,
         http: true,
@@ -98,6 +100,16 @@ impl TestServer {
         clock: Arc<dyn Clock>,
     ) -> TestServer {
         let transport = TcpTransport::bind("127.0.0.1:0").await.unwrap();
+        TestServer::with_transport(camera, config, clock, transport).await
+    }
+
+    /// A server on a transport set up here (one serving TLS, say).
+    pub async fn with_transport(
+        camera: Box<dyn Camera>,
+        config: ServerConfig,
+        clock: Arc<dyn Clock>,
+        transport: TcpTransport,
+    ) -> TestServer {
         let stop = CancellationToken::new();
         let encoder = Encoder::new(Box::new(RustBackend), 75, Passthrough::Stamped);
         let server = Server::start(transport, camera, encoder, clock, config, stop.clone())

@@ -89,6 +89,9 @@ pub enum CloseReason {
     ServerStopping,
     /// An HTTP request that needs no frame (a page, an error) was answered.
     Answered,
+    /// The peer may not use the protocol it speaks here (a legacy client, where passwords
+    /// are required).
+    Refused,
 }
 
 /// Something the driver should know about, in order.

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use edgecam::client::{Client, ClientConfig, StreamStats, StreamSummary};
 use edgecam::clock::SystemClock;
 use edgecam::server::access::Networks;
+use edgecam::server::auth::Users;
 use edgecam::server::{Server, ServerConfig};
 use edgecam_core::camera::Camera;
 use edgecam_core::camera::CameraContext;
@@ -21,6 +22,7 @@ use edgecam_core::time::Clock;
 use edgecam_encode::{Encoder, Passthrough};
 use edgecam_recorder::{AviConfig, AviRecorder, JpegDirRecorder, SegmentLimits, Segmented};
 use edgecam_transport_tcp::TcpTransport;
+use edgecam_transport_tcp::tls::ServerIdentity;
 use tokio_util::sync::CancellationToken;
 
 /// Stream a camera from an edge board over TCP, wire-compatible with the legacy Python scripts.
@@ -85,6 +87,37 @@ struct ServeArgs {
     /// by commas (e.g. 192.168.1.0/24,fd00::/8). Others are closed at once. Default: everyone.
     #[arg(long, value_name = "CIDR,...")]
     allow: Option<Networks>,
+    /// Passwords: every HTTP route needs a user from FILE (HTTP Basic; add one with `edgecam
+    /// passwd FILE USER`). The legacy protocol cannot carry a password, so legacy connections
+    /// are then refused unless from --legacy-allow.
+    #[arg(long, value_name = "FILE")]
+    auth_file: Option<PathBuf>,
+    /// With --auth-file: the networks whose legacy clients (the old scripts) are let in
+    /// without a password, e.g. 192.168.1.50/32.
+    #[arg(long, value_name = "CIDR,...", requires = "auth_file")]
+    legacy_allow: Option<Networks>,
+    /// TLS on the same port (HTTPS beside HTTP and the legacy protocol): the certificate
+    /// chain, PEM; with --tls-key.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_key",
+        conflicts_with = "tls"
+    )]
+    tls_cert: Option<PathBuf>,
+    /// The --tls-cert certificate's private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// TLS with a certificate of the server's own: `self-signed` makes a key and a
+    /// certificate for this machine's names and addresses on first start, in --state-dir, and
+    /// reuses them. Its SHA-256 fingerprint is printed at startup: give it to clients' --pin.
+    #[arg(long, value_enum)]
+    tls: Option<TlsMode>,
+    /// Where the server keeps what it makes (the self-signed certificate and key). Default:
+    /// $STATE_DIRECTORY (a systemd service's StateDirectory), else $XDG_STATE_HOME/edgecam,
+    /// else ~/.local/state/edgecam.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     /// Seconds a client may take to read a frame before it is dropped.
     #[arg(long, default_value = "5", value_parser = parse_seconds)]
     send_timeout: Duration,
@@ -108,6 +141,11 @@ struct ServeArgs {
     /// it serves both protocols, like --bind.
     #[arg(long, value_name = "ADDR")]
     http_bind: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TlsMode {
+    SelfSigned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -406,7 +444,18 @@ async fn serve(args: ServeArgs) -> Result<()> {
     let encoder = args.encode.encoder()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
     let camera = camera(&args.camera, clock.clone())?;
-    let transport = TcpTransport::bind(&args.bind).await?;
+    let tls = tls_identity(&args)?;
+    let bind = |addr: String| {
+        let acceptor = tls.as_ref().map(ServerIdentity::acceptor);
+        async move {
+            let transport = TcpTransport::bind(&addr).await?;
+            anyhow::Ok(match acceptor {
+                Some(acceptor) => transport.with_tls(acceptor),
+                None => transport,
+            })
+        }
+    };
+    let transport = bind(args.bind.clone()).await?;
     let config = ServerConfig {
         session: SessionConfig {
             handshake_timeout: nonzero(args.handshake_timeout),
@@ -417,6 +466,15 @@ async fn serve(args: ServeArgs) -> Result<()> {
         max_clients: args.max_clients,
         max_clients_per_ip: args.max_clients_per_ip,
         allow: args.allow.clone(),
+        users: match &args.auth_file {
+            Some(path) => {
+                let users = Users::load(path)?;
+                tracing::info!(file = %path.display(), users = users.user_count(), "passwords required (--auth-file)");
+                Some(Arc::new(users))
+            }
+            None => None,
+        },
+        legacy_allow: args.legacy_allow.clone(),
         send_timeout: args.send_timeout,
         stats_interval: nonzero(args.stats_interval),
         http: args.http == Toggle::On,
@@ -426,8 +484,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
     tracing::info!(encoder = encoder.backend(), "JPEG encoder");
     let http = config.http;
     let mut server = Server::start(transport, camera, encoder, clock, config, stop).await?;
-    if let Some(bind) = &args.http_bind {
-        server.listen(TcpTransport::bind(bind).await?);
+    if let Some(addr) = &args.http_bind {
+        server.listen(bind(addr.clone()).await?);
     }
     let addr = server.local_addr();
     let caps = server.capabilities();
@@ -446,11 +504,72 @@ async fn serve(args: ServeArgs) -> Result<()> {
             "  browser:    http://{host}/\n  MJPEG:      http://{host}/stream   snapshot: http://{host}/snapshot\n"
         ));
     }
+    if let Some(identity) = &tls {
+        let fingerprint = identity.fingerprint();
+        tracing::info!(%fingerprint, "TLS on the same port");
+        banner.push_str(&format!(
+            "  HTTPS:      https://{host}/   certificate SHA-256 {fingerprint}\n  \
+             securely:   edgecam snap https://{host}/snapshot --pin {fingerprint}\n"
+        ));
+    }
     banner.push_str("  stop:       Ctrl-C\n");
     // Printed in one write, and a closed stdout (`edgecam serve | head -1`) is not an error.
     let _ = write!(std::io::stdout().lock(), "{banner}");
     server.run().await;
     Ok(())
+}
+
+/// The server's TLS identity, if it serves TLS: the given files, or its own self-signed
+/// certificate from the state folder (made there on first start).
+fn tls_identity(args: &ServeArgs) -> Result<Option<ServerIdentity>> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok(Some(ServerIdentity::from_pem_files(cert, key)?));
+    }
+    if args.tls != Some(TlsMode::SelfSigned) {
+        return Ok(None);
+    }
+    let dir = state_dir(args.state_dir.as_deref())?;
+    // The names clients may use: the machine's, and the address bound to if it is one.
+    let bound: Vec<String> = [args.bind.as_str()]
+        .into_iter()
+        .chain(args.http_bind.as_deref())
+        .filter_map(|addr| addr.parse::<std::net::SocketAddr>().ok())
+        .map(|addr| addr.ip())
+        .filter(|ip| !ip.is_unspecified())
+        .map(|ip| ip.to_string())
+        .collect();
+    let names = edgecam_transport_tcp::tls::default_names(&bound);
+    let (identity, created) = ServerIdentity::self_signed(&dir, &names)?;
+    if created {
+        tracing::info!(dir = %dir.display(), names = %names.join(","), "made a self-signed TLS certificate");
+    } else {
+        tracing::info!(dir = %dir.display(), "reusing the self-signed TLS certificate");
+    }
+    Ok(Some(identity))
+}
+
+/// `--state-dir`, or where a service or a user keeps state.
+fn state_dir(given: Option<&std::path::Path>) -> Result<PathBuf> {
+    if let Some(dir) = given {
+        return Ok(dir.to_owned());
+    }
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    // systemd gives every StateDirectory= there, separated by colons: the first is ours.
+    if let Some(dirs) = env("STATE_DIRECTORY") {
+        if let Some(first) = std::env::split_paths(&dirs).next() {
+            return Ok(first);
+        }
+    }
+    if let Some(state) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(state).join("edgecam"));
+    }
+    if let Some(home) = env("HOME") {
+        return Ok(PathBuf::from(home).join(".local/state/edgecam"));
+    }
+    anyhow::bail!(
+        "no folder to keep the self-signed certificate in: give --state-dir DIR (neither \
+         STATE_DIRECTORY, XDG_STATE_HOME nor HOME is set)"
+    )
 }
 
 /// The address a client on this machine would use: 0.0.0.0 and [::] become loopback.

@@ -20,13 +20,11 @@ use edgecam_core::codec::FrameDecoder;
 use edgecam_core::transport::{
     ByteSink, ByteSource, Connection, Incoming, Transport, TransportError,
 };
-use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
 /// The default TCP port of the legacy protocol.
@@ -47,11 +45,19 @@ pub fn with_default_port(addr: &str) -> String {
 }
 
 /// A listening TCP socket handing out edgecam connections.
-#[derive(Debug)]
 pub struct TcpTransport {
     listener: TcpListener,
     local: SocketAddr,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TcpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("local", &self.local)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl TcpTransport {
@@ -71,8 +77,8 @@ impl TcpTransport {
 
     /// Serves TLS too, on the same port: a connection whose first byte is
     /// [`TLS_HANDSHAKE`] gets a TLS handshake; any other stays plain (legacy, HTTP).
-    pub fn with_tls(mut self, config: Arc<ServerConfig>) -> Self {
-        self.tls = Some(config);
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
         self
     }
 
@@ -117,12 +123,20 @@ impl Transport for TcpTransport {
 }
 
 /// An accepted TCP connection, not yet read from.
-#[derive(Debug)]
 pub struct TcpIncoming {
     stream: TcpStream,
     peer: String,
     ip: IpAddr,
-    tls: Option<Arc<ServerConfig>>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for TcpIncoming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpIncoming")
+            .field("peer", &self.peer)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 #[async_trait]
@@ -144,7 +158,7 @@ impl Incoming for TcpIncoming {
         let TcpIncoming {
             stream, peer, tls, ..
         } = self;
-        let Some(config) = tls else {
+        let Some(acceptor) = tls else {
             return Ok(plain(stream, peer));
         };
         let mut first = [0u8; 1];
@@ -158,7 +172,7 @@ impl Incoming for TcpIncoming {
         if peeked == 0 || first[0] != TLS_HANDSHAKE {
             return Ok(plain(stream, peer));
         }
-        let tls = TlsAcceptor::from(config)
+        let tls = acceptor
             .accept(stream)
             .await
             .map_err(|source| TransportError::Handshake {

@@ -16,9 +16,9 @@ use std::time::Duration;
 use edgecam_core::camera::{Camera, CameraError, Capabilities};
 use edgecam_core::codec::Command;
 use edgecam_core::frame::Frame;
-use edgecam_core::http::request::{Answer, HeadReader, Route};
+use edgecam_core::http::request::{Answer, HeadReader, RequestHead, Route};
 use edgecam_core::http::response;
-use edgecam_core::limit::{RateLimit, Verdict};
+use edgecam_core::limit::{self, RateLimit};
 use edgecam_core::protocol::{Framing, Protocol};
 use edgecam_core::session::{CloseReason, Event, Session, SessionConfig};
 use edgecam_core::time::{Clock, Timestamp};
@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::capture::{CaptureCounters, CaptureLoop, Demand};
 use access::Networks;
+use auth::{Users, Verdict};
 use edgecam_encode::Encoder;
 
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct ServerConfig {
     pub max_clients_per_ip: usize,
     /// The peers that may connect at all; `None` for everyone. Others are closed at once.
     pub allow: Option<Networks>,
+    /// With users (`--auth-file`), every HTTP request needs one's password (HTTP Basic), and
+    /// legacy connections, which cannot carry one, are refused unless from `legacy_allow`.
+    pub users: Option<Arc<Users>>,
+    pub legacy_allow: Option<Networks>,
     /// A session whose client has not taken a frame within this time is dropped.
     pub send_timeout: Duration,
     /// How often the stats line is logged; `None` for never.
@@ -396,7 +401,7 @@ fn register(
 
 /// One log line for a refused connection, at most one a second with a count of the rest.
 fn refusal_line(shared: &Shared, peer: &str, why: &str, remedy: &str) {
-    if let Verdict::Log { suppressed } =
+    if let limit::Verdict::Log { suppressed } =
         lock(&shared.refusal_lines).check(std::time::Instant::now())
     {
         tracing::warn!(
@@ -550,8 +555,12 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                 }
                 Ok(n) => {
                     let input = Input { shared: &shared, peer: &peer, id, counters: &counters };
-                    match input.bytes(&mut wire, &mut session, &buf[..n]) {
-                        Next::Read => {}
+                    let mut next = input.bytes(&mut wire, &mut session, &buf[..n]);
+                    if let Next::Request(head) = next {
+                        next = input.request(&mut session, *head).await;
+                    }
+                    match next {
+                        Next::Read | Next::Request(_) => {}
                         Next::Frames(f, head) => {
                             framing = f;
                             commands_over = true;
@@ -638,7 +647,12 @@ enum Next {
     Frames(Framing, Vec<u8>),
     /// Send this whole response and close.
     Answer(Vec<u8>),
+    /// A whole HTTP request head came, to be answered by [`Input::request`].
+    Request(Box<RequestHead>),
 }
+
+/// The realm of `401` answers: browsers show it in their password prompt.
+const REALM: &str = "edgecam";
 
 /// A peer's bytes, taken by the protocol its first byte chose.
 struct Input<'a> {
@@ -662,6 +676,16 @@ impl Input<'_> {
                 Protocol::Legacy => Wire::Legacy,
                 Protocol::Http => Wire::HttpHead(HeadReader::new()),
             };
+            if protocol == Protocol::Legacy && !self.legacy_allowed() {
+                tracing::warn!(
+                    peer = %self.peer,
+                    "refusing legacy connection: passwords are required (--auth-file) and the \
+                     legacy protocol cannot carry one; let the old scripts in from their \
+                     network with --legacy-allow CIDR"
+                );
+                session.close(CloseReason::Refused);
+                return Next::Read;
+            }
         }
         match wire {
             Wire::Undecided => Next::Read,
@@ -691,41 +715,69 @@ impl Input<'_> {
                     }
                 };
                 *wire = Wire::HttpAnswered { extra: 0 };
-                let answer = edgecam_core::http::request::route(&head);
-                tracing::debug!(peer = %self.peer, path = %head.path, ?answer, "HTTP request");
-                match answer {
-                    Answer::Serve {
-                        route: Route::Stream { advance_headers },
-                        head_only: true,
-                    } => Next::Answer(response::stream_head(true, advance_headers)),
-                    Answer::Serve {
-                        route: Route::Stream { advance_headers },
-                        head_only: false,
-                    } => {
-                        session.handle_command(Command::Stream, now);
-                        self.shared.commands.fetch_add(1, Ordering::Relaxed);
-                        Next::Frames(
-                            Framing::Multipart { advance_headers },
-                            response::stream_head(false, advance_headers),
-                        )
-                    }
-                    Answer::Serve {
-                        route: Route::Snapshot,
-                        head_only,
-                    } => {
-                        session.handle_command(Command::Single, now);
-                        self.shared.commands.fetch_add(1, Ordering::Relaxed);
-                        Next::Frames(Framing::Snapshot { head_only }, Vec::new())
-                    }
-                    Answer::Serve { route, head_only } => {
-                        Next::Answer(http::render(self.shared, route, head_only, self.id))
-                    }
-                    Answer::Options => Next::Answer(response::options()),
-                    Answer::Error(status, message) => {
-                        Next::Answer(response::error(status, message))
-                    }
+                Next::Request(Box::new(head))
+            }
+        }
+    }
+
+    /// Whether a legacy connection may go on: always without passwords; with them, only
+    /// from `--legacy-allow`.
+    fn legacy_allowed(&self) -> bool {
+        let config = &self.shared.config;
+        config.users.is_none()
+            || matches!(
+                (&config.legacy_allow, self.counters.ip),
+                (Some(allow), Some(ip)) if allow.contains(ip)
+            )
+    }
+
+    /// What a whole request head is answered with: `401` without a user's password where
+    /// passwords are required (`OPTIONS` aside: browsers send no credentials with it), else
+    /// what its route asks for.
+    async fn request(&self, session: &mut Session, head: RequestHead) -> Next {
+        let answer = edgecam_core::http::request::route(&head);
+        tracing::debug!(peer = %self.peer, path = %head.path, ?answer, "HTTP request");
+        if let (Some(users), false) = (&self.shared.config.users, answer == Answer::Options) {
+            match users.check(head.header("authorization")).await {
+                Verdict::Allowed { user } => {
+                    tracing::debug!(peer = %self.peer, %user, "HTTP user");
+                }
+                Verdict::Denied(reason) => {
+                    tracing::info!(peer = %self.peer, path = %head.path, reason = %crate::error_chain(&reason), "HTTP request refused: 401");
+                    return Next::Answer(response::unauthorized(REALM));
                 }
             }
+        }
+        let now = self.shared.clock.now();
+        match answer {
+            Answer::Serve {
+                route: Route::Stream { advance_headers },
+                head_only: true,
+            } => Next::Answer(response::stream_head(true, advance_headers)),
+            Answer::Serve {
+                route: Route::Stream { advance_headers },
+                head_only: false,
+            } => {
+                session.handle_command(Command::Stream, now);
+                self.shared.commands.fetch_add(1, Ordering::Relaxed);
+                Next::Frames(
+                    Framing::Multipart { advance_headers },
+                    response::stream_head(false, advance_headers),
+                )
+            }
+            Answer::Serve {
+                route: Route::Snapshot,
+                head_only,
+            } => {
+                session.handle_command(Command::Single, now);
+                self.shared.commands.fetch_add(1, Ordering::Relaxed);
+                Next::Frames(Framing::Snapshot { head_only }, Vec::new())
+            }
+            Answer::Serve { route, head_only } => {
+                Next::Answer(http::render(self.shared, route, head_only, self.id))
+            }
+            Answer::Options => Next::Answer(response::options()),
+            Answer::Error(status, message) => Next::Answer(response::error(status, message)),
         }
     }
 }
