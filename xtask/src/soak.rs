@@ -263,11 +263,11 @@ fn soak(ctx: &Ctx, minutes: f64) -> Result<()> {
     let mut report = match outcome {
         Ok(report) => report,
         Err(err) => {
-            return Err(err.context(format!(
-                "the soak could not finish; the server's log is {}{}",
+            bail!(
+                "the soak could not finish: {err:#}\nthe server's log is {}{}",
                 log.display(),
                 log_tail(&log)
-            )));
+            );
         }
     };
     report.stopped = Some(stopped);
@@ -286,14 +286,18 @@ fn soak(ctx: &Ctx, minutes: f64) -> Result<()> {
     )
 }
 
-/// The last lines of the server's log, to show with an error.
+/// The last lines of the server's log, to show with an error; not the lines of it closing
+/// the garbage senders, which come many times a second and are what the soak asks for.
 fn log_tail(log: &Path) -> String {
     let Ok(text) = fs::read_to_string(log) else {
         return String::new();
     };
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.contains("the client sent nothing but unknown bytes"))
+        .collect();
     let tail = &lines[lines.len().saturating_sub(15)..];
-    let mut out = String::from("; its last lines:");
+    let mut out = String::from("; its last lines but the garbage senders':");
     for line in tail {
         out.push_str("\n    ");
         out.push_str(line);
@@ -396,6 +400,24 @@ impl Server {
             Ok(Some(status)) => status.to_string(),
             Ok(None) => "still running".to_owned(),
             Err(err) => format!("exit status unknown: {err:#}"),
+        }
+    }
+
+    /// The server's counters, asked for up to 5 times 200 ms apart: a server that is full for
+    /// a moment refuses the soak's own request too.
+    fn metrics_patiently(&self) -> Result<Metrics> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.metrics() {
+                Ok(metrics) => return Ok(metrics),
+                Err(err) if tries >= 5 => {
+                    return Err(err.context(format!(
+                        "{tries} tries in a row failed (is the server full? see `refusing` in its log)"
+                    )));
+                }
+                Err(_) => thread::sleep(Duration::from_millis(200)),
+            }
         }
     }
 
@@ -654,7 +676,7 @@ fn drive(server: &mut Server, duration: Duration, camera: &str) -> Result<Report
         }
         let now = Instant::now();
         if window_start.is_none() && now >= began + RAMP {
-            window_start = Some(Window::start(server, &rows)?);
+            window_start = Some(Window::start(server, &rows));
         }
         if now >= next_sample {
             last = Sample::take(server.pid())?;
@@ -686,7 +708,7 @@ fn drive(server: &mut Server, duration: Duration, camera: &str) -> Result<Report
         }
     }
     if running.is_ok() {
-        window_end = Some(Window::end(server, &rows)?);
+        window_end = Some(Window::end(server, &rows));
     }
     drop(stopper);
     let unfinished = join_bounded(threads, JOIN_LIMIT);
@@ -729,11 +751,17 @@ fn settle(server: &mut Server) -> Result<(u64, Metrics)> {
     let deadline = Instant::now() + SETTLE_LIMIT;
     loop {
         server.check_running()?;
-        let metrics = server.metrics()?;
-        if metrics.clients <= 1 || Instant::now() >= deadline {
-            return Ok((metrics.clients, metrics));
+        match server.metrics() {
+            Ok(metrics) if metrics.clients <= 1 || Instant::now() >= deadline => {
+                return Ok((metrics.clients, metrics));
+            }
+            Err(err) if Instant::now() >= deadline => {
+                return Err(err.context(format!(
+                    "the server did not answer /metrics {SETTLE_LIMIT:?} after every client closed"
+                )));
+            }
+            Ok(_) | Err(_) => thread::sleep(Duration::from_millis(200)),
         }
-        thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -782,29 +810,30 @@ fn warm_up(server: SocketAddr) -> Result<()> {
 #[derive(Debug, Clone)]
 struct Window {
     at: Instant,
-    published: u64,
+    /// Why not, when the server did not answer `/metrics` (a full server refuses it too).
+    published: Result<u64, String>,
     frames: Vec<u64>,
 }
 
 impl Window {
-    fn start(server: &Server, rows: &[Row]) -> Result<Window> {
-        let metrics = server.metrics()?;
-        Ok(Window {
+    fn start(server: &Server, rows: &[Row]) -> Window {
+        let published = server.metrics_patiently().map(|m| m.published());
+        Window {
             at: Instant::now(),
-            published: metrics.published(),
+            published: published.map_err(|e| format!("at the start of the load: {e:#}")),
             frames: frames(rows),
-        })
+        }
     }
 
-    fn end(server: &Server, rows: &[Row]) -> Result<Window> {
+    fn end(server: &Server, rows: &[Row]) -> Window {
         let frames = frames(rows);
         let at = Instant::now();
-        let metrics = server.metrics()?;
-        Ok(Window {
+        let published = server.metrics_patiently().map(|m| m.published());
+        Window {
             at,
-            published: metrics.published(),
+            published: published.map_err(|e| format!("at the end of the load: {e:#}")),
             frames,
-        })
+        }
     }
 }
 
@@ -1117,7 +1146,7 @@ fn connect_counted(load: &Load, source: Ipv4Addr, counters: &Counters) -> Option
 
 /// Counts an error that ended a connection: the server closing it, or anything else.
 fn lost(counters: &Counters, error: Lost) {
-    if matches!(error, Lost::Closed) {
+    if matches!(error, Lost::Closed | Lost::Refused) {
         counters.add(&counters.closed);
     }
     counters.fail(error.to_string());
@@ -1135,15 +1164,17 @@ fn legacy_stream(load: &Load, source: Ipv4Addr, counters: &Counters, pause: Dura
             load.sleep(RETRY_AFTER);
             continue;
         }
+        let mut first = true;
         while load.running() {
             match read_legacy_frame(&mut conn, &mut buf) {
                 Ok(()) => counters.add(&counters.frames),
                 Err(e) => {
-                    lost(counters, e);
+                    lost(counters, if first { e.at_first() } else { e });
                     load.sleep(RETRY_AFTER);
                     break;
                 }
             }
+            first = false;
             load.sleep(pause);
         }
     }
@@ -1192,7 +1223,7 @@ fn single_shots(load: &Load, source: Ipv4Addr, counters: &Counters) {
             counters.add(&counters.tries);
             continue;
         };
-        for _ in 0..SHOTS_PER_CONNECTION {
+        for shot in 0..SHOTS_PER_CONNECTION {
             if !load.running() {
                 break;
             }
@@ -1200,7 +1231,7 @@ fn single_shots(load: &Load, source: Ipv4Addr, counters: &Counters) {
             match single_shot(&mut conn, &mut buf) {
                 Ok(()) => counters.add(&counters.frames),
                 Err(e) => {
-                    lost(counters, e);
+                    lost(counters, if shot == 0 { e.at_first() } else { e });
                     load.sleep(RETRY_AFTER);
                     break;
                 }
@@ -1238,7 +1269,7 @@ fn read_snapshot(mut conn: TcpStream) -> Result<(), Lost> {
     conn.write_all(b"GET /snapshot HTTP/1.0\r\nUser-Agent: xtask-soak\r\n\r\n")?;
     let mut reader = BufReader::new(conn);
     let mut line = Vec::new();
-    let status = read_line(&mut reader, &mut line)?;
+    let status = read_line(&mut reader, &mut line).map_err(Lost::at_first)?;
     if !is_ok_status(&status) {
         return Err(Lost::Bad(format!("the snapshot's answer was `{status}`")));
     }
@@ -1418,11 +1449,24 @@ fn is_closed(conn: &TcpStream) -> bool {
 enum Lost {
     /// The server closed or reset the connection.
     Closed,
+    /// The server closed or reset a new connection before it sent anything: what a full
+    /// server does.
+    Refused,
     /// A read or write timed out.
     TimedOut,
     Io(io::Error),
     /// What came was not what the protocol says.
     Bad(String),
+}
+
+impl Lost {
+    /// `self` for the first answer on a new connection: closed there means refused.
+    fn at_first(self) -> Lost {
+        match self {
+            Lost::Closed => Lost::Refused,
+            other => other,
+        }
+    }
 }
 
 impl From<io::Error> for Lost {
@@ -1442,6 +1486,10 @@ impl std::fmt::Display for Lost {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Lost::Closed => f.write_str("the server closed the connection"),
+            Lost::Refused => f.write_str(
+                "the server closed a new connection before sending anything (full? see \
+                 `refusing` in its log)",
+            ),
             Lost::TimedOut => write!(f, "nothing came within {IO_TIMEOUT:?}"),
             Lost::Io(e) => write!(f, "{e}"),
             Lost::Bad(what) => f.write_str(what),
@@ -1549,7 +1597,7 @@ impl<R: Read> HttpStream<R> {
             line: Vec::new(),
             body: Vec::new(),
         };
-        let status = read_line(&mut stream.reader, &mut stream.line)?;
+        let status = read_line(&mut stream.reader, &mut stream.line).map_err(Lost::at_first)?;
         if !is_ok_status(&status) {
             return Err(Lost::Bad(format!("/stream answered `{status}`")));
         }
@@ -1647,11 +1695,12 @@ impl Report {
             .max(1e-3)
     }
 
-    fn published(&self) -> u64 {
-        self.window
-            .1
-            .published
-            .saturating_sub(self.window.0.published)
+    /// The frames the server published in the window, or why that is not known.
+    fn published(&self) -> Result<u64, String> {
+        let (start, end) = (&self.window.0.published, &self.window.1.published);
+        let start = start.as_ref().map_err(|e| format!("no counters {e}"))?;
+        let end = end.as_ref().map_err(|e| format!("no counters {e}"))?;
+        Ok(end.saturating_sub(*start))
     }
 
     /// Frames row `i` got in the window.
@@ -1693,13 +1742,22 @@ impl Report {
                 mib(RSS_GROWTH_KB)
             ));
         }
-        let published = self.published();
-        if published == 0 {
-            out.push(
-                "the server published no frame while the load ran: no rate can be compared"
-                    .to_owned(),
-            );
-        }
+        let published = match self.published() {
+            Ok(0) => {
+                out.push(
+                    "the server published no frame while the load ran: no rate can be compared"
+                        .to_owned(),
+                );
+                0
+            }
+            Ok(published) => published,
+            Err(why) => {
+                out.push(format!(
+                    "the streamers' rates could not be compared with the camera's: {why}"
+                ));
+                0
+            }
+        };
         for (i, row) in self.rows.iter().enumerate() {
             let c = &row.counters;
             let why = c
@@ -1780,7 +1838,8 @@ fn mib(kb: u64) -> String {
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let secs = self.window_secs();
-        let published = self.published();
+        let known = self.published();
+        let published = known.as_ref().copied().unwrap_or(0);
         let m = &self.metrics;
         writeln!(
             f,
@@ -1816,15 +1875,18 @@ impl std::fmt::Display for Report {
             "  (max: sampled every {}s during the load)",
             SAMPLE_EVERY.as_secs()
         )?;
+        let rate = match &known {
+            Ok(published) => format!(
+                "{published} frames published in {secs:.1} s = {:.1} fps",
+                *published as f64 / secs
+            ),
+            Err(why) => format!("frames published unknown ({why})"),
+        };
         writeln!(
             f,
-            "\ncamera: {published} frames published in {secs:.1} s = {:.1} fps (configured {CAMERA_FPS}); \
+            "\ncamera: {rate} (configured {CAMERA_FPS}); \
              over the whole run {} captured, {} lost, {} outages, {} NO SIGNAL pictures",
-            published as f64 / secs,
-            m.captured,
-            m.camera_errors,
-            m.outages,
-            m.no_signal
+            m.captured, m.camera_errors, m.outages, m.no_signal
         )?;
         writeln!(
             f,
@@ -2010,6 +2072,8 @@ edgecam_clients{protocol=\"pending\"} 0
         assert_eq!(stamps, ["1.000001", "1.000001", "1.033334"]);
         assert!(matches!(next(), Some(Err(Lost::Closed))));
 
+        let closed = HttpStream::start(io::Cursor::new(Vec::new()));
+        assert!(matches!(closed, Err(Lost::Refused)));
         let refused = HttpStream::start(io::Cursor::new(
             b"HTTP/1.0 503 Service Unavailable\r\n\r\n".to_vec(),
         ));
@@ -2057,12 +2121,12 @@ edgecam_clients{protocol=\"pending\"} 0
             window: (
                 Window {
                     at,
-                    published: 100,
+                    published: Ok(100),
                     frames: frames.0,
                 },
                 Window {
                     at: at + Duration::from_secs(100),
-                    published: 3100,
+                    published: Ok(3100),
                     frames: frames.1,
                 },
             ),
@@ -2138,5 +2202,17 @@ edgecam_clients{protocol=\"pending\"} 0
             );
         }
         assert!(!failures.contains("LegacyStream"), "{failures}");
+
+        let mut blind = report(vec![row(Class::LegacyStream, 0, 0)], (vec![0], vec![3000]));
+        blind.window.1.published = Err("at the end of the load: refused".to_owned());
+        blind.stopped = Some(Ok(exited(0)));
+        assert_eq!(
+            blind.failures(),
+            vec![
+                "the streamers' rates could not be compared with the camera's: no counters at \
+                 the end of the load: refused"
+                    .to_owned()
+            ]
+        );
     }
 }
