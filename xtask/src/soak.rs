@@ -69,8 +69,10 @@ streamers, single shots and snapshots, slow readers, garbage and no-op senders,
 slot-holders and connect/disconnect churn, each class from its own 127.0.0.x address.
 Prints the server's open fds, threads and RSS at start, maximum and end, and each client's
 frames per second against the camera's. Fails when fds, threads or RSS grow past their
-bounds, a well-behaved streamer gets under 95% of the camera's frames, single shots or
-snapshots fail more than 1% of tries, or the server exits. Linux only (/proc).
+bounds once every client has closed, a well-behaved streamer gets under 95% of the frames
+the server published, single shots or snapshots fail more than 1% of tries, the churn
+falls short of 5,000 cycles a minute, or the server exits or does not stop cleanly on
+SIGTERM. The server's log goes to <target>/xtask/soak/server.log. Linux only (/proc).
 
 Options:
   --minutes N   how long the load runs
