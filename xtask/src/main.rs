@@ -8,7 +8,8 @@
 //!   runtime, sockets, OpenCV, libjpeg-turbo or libc, and only edgecam-camera-opencv
 //!   depends on `opencv`); then the feature legs that need system libraries
 //!   (`turbojpeg`, `opencv`), and `board-emulate` (the armv7 build smoke-tested under
-//!   qemu-arm), and `fuzz` (every cargo-fuzz target for 30 s), each skipped, with the
+//!   qemu-arm), `soak` (one server under mixed load for 2 minutes) and `fuzz` (every
+//!   cargo-fuzz target for 30 s), each skipped, with the
 //!   reason, where what it needs is missing. It stops at the first failure, naming the
 //!   step and the command that re-runs it, and ends with a table of legs. The test leg
 //!   includes camera-v4l2's check of its kernel structs against `linux/videodev2.h`,
@@ -25,15 +26,22 @@
 //! - `cargo xtask fuzz [--seconds N] [--seeds] [TARGET...]`: runs the cargo-fuzz targets in
 //!   `fuzz/` (its own workspace, outside this one) with nightly Rust (`fuzz.rs`); also the
 //!   `fuzz` CI leg.
+//! - `cargo xtask soak [--minutes N]`: one release `edgecam serve` on loopback under mixed
+//!   load (streams, single shots, slow readers, garbage, slot-holders, churn) for N minutes,
+//!   checking that fds, threads and RSS do not grow and that well-behaved clients keep the
+//!   camera's rate (`soak.rs`); also the `soak` CI leg, for 2 minutes.
 //! - `cargo xtask help`: the usage text.
 //!
 //! xtask stays light on purpose: `anyhow`, a hand-written argument parser,
-//! `std::process::Command`, and serde + toml (parsing only) for `boards.toml`, so that it
-//! builds in seconds on a fresh clone.
+//! `std::process::Command`, serde + toml (parsing only) for `boards.toml`, and socket2 for
+//! the soak's clients (std cannot bind a socket to a source address before connecting; it is
+//! in the lock file already, for the TCP transport), so that it builds in seconds on a fresh
+//! clone.
 
 mod board;
 mod emulate;
 mod fuzz;
+mod soak;
 mod toolchain;
 
 use std::collections::BTreeSet;
@@ -60,6 +68,10 @@ Commands:
   fuzz [--seconds N] [--seeds] [TARGET...]
                    run the cargo-fuzz targets (nightly), 30 s each by default;
                    see `cargo xtask fuzz --help`
+  soak [--minutes N]
+                   one release server under mixed load for N minutes (default 2);
+                   fails when fds, threads or RSS grow or clients miss frames;
+                   see `cargo xtask soak --help`
   help             print this text
 ";
 
@@ -82,6 +94,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&ctx, &rest),
         Some("run-board") => board::run_board(&ctx, &rest).map(|()| ExitCode::SUCCESS),
         Some("fuzz") => fuzz::run(&ctx, &rest).map(|()| ExitCode::SUCCESS),
+        Some("soak") => soak::run(&ctx, &rest).map(|()| ExitCode::SUCCESS),
         Some(other) => {
             eprint!("error: unknown command `{other}`\n\n{USAGE}");
             Ok(ExitCode::FAILURE)
@@ -427,6 +440,15 @@ const LEGS: &[Leg] = &[
         steps: &[Step::Check {
             run: emulate::run,
             rerun: "cargo xtask run-board --emulate",
+        }],
+    },
+    // A release build, then 2 minutes of load.
+    Leg {
+        name: "soak",
+        probe: soak::probe,
+        steps: &[Step::Check {
+            run: soak::ci,
+            rerun: "cargo xtask soak --minutes 2",
         }],
     },
     // Last: the longest leg (the nightly AddressSanitizer build, then 6 targets x 30 s).
