@@ -106,6 +106,7 @@ fn state(shared: &Shared, asking: u64) -> String {
             serde_json::json!({
                 "peer": c.peer,
                 "protocol": c.protocol.get().map_or("pending", |p| p.name()),
+                "tls": c.tls.load(Ordering::Relaxed),
                 "fps": round(rates.per_client.get(id).copied().unwrap_or(0.0)),
                 "sent": c.sent.load(Ordering::Relaxed),
                 "skipped": c.skipped.load(Ordering::Relaxed),

@@ -72,6 +72,8 @@ struct ClientCounters {
     ip: Option<std::net::IpAddr>,
     /// Set once the first byte told.
     protocol: OnceLock<Protocol>,
+    /// Whether the connection is TLS; set once its handshake is done.
+    tls: std::sync::atomic::AtomicBool,
     connected: std::time::Instant,
     sent: AtomicU64,
     skipped: AtomicU64,
@@ -391,6 +393,7 @@ fn register(
         peer: peer.to_owned(),
         ip,
         protocol: OnceLock::new(),
+        tls: std::sync::atomic::AtomicBool::new(false),
         connected: std::time::Instant::now(),
         sent: AtomicU64::new(0),
         skipped: AtomicU64::new(0),
@@ -501,6 +504,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
         peer,
         secure,
     } = conn;
+    counters.tls.store(secure, Ordering::Relaxed);
     tracing::info!(%peer, tls = secure, "client connected");
     let clock = &shared.clock;
     let mut session = Session::new(shared.config.session.clone(), clock.now());
