@@ -958,6 +958,14 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_check_can_run_in_a_spawned_task() {
+        fn send<T: Send>(_: &T) {}
+        let users = users(&format!("alice:{}\n", cheap_hash("a")));
+        send(&users.check(None));
+        send(&Arc::new(users));
+    }
+
     #[tokio::test]
     async fn unknown_users_cost_an_argon2_verification_like_known_ones() {
         let users = users(&format!("alice:{}\n", cheap_hash("a")));
