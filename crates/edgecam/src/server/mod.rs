@@ -320,8 +320,7 @@ async fn accept_loop<T: Transport>(transport: T, shared: Arc<Shared>, tasks: Tas
             refusal_line(
                 &shared,
                 incoming.peer(),
-                "not in --allow",
-                "add its network to --allow",
+                format_args!("refusing connection: not in --allow (add its network to --allow)"),
             );
             continue;
         }
@@ -331,7 +330,11 @@ async fn accept_loop<T: Transport>(transport: T, shared: Arc<Shared>, tasks: Tas
             }
             Err(full) => {
                 shared.refused.fetch_add(1, Ordering::Relaxed);
-                refusal_line(&shared, incoming.peer(), full.why(), full.remedy());
+                refusal_line(
+                    &shared,
+                    incoming.peer(),
+                    format_args!("refusing connection: {} ({})", full.why(), full.remedy()),
+                );
                 // Told so if a task is free to tell it; else closed at once.
                 if let Ok(permit) = shared.refusing.clone().try_acquire_owned() {
                     tasks.spawn(refuse(shared.clone(), incoming, full, permit));
@@ -403,15 +406,12 @@ fn register(
 }
 
 /// One log line for a refused connection, at most one a second with a count of the rest.
-fn refusal_line(shared: &Shared, peer: &str, why: &str, remedy: &str) {
+/// Refusals come in floods (a full server, a password guesser), so their lines are limited.
+fn refusal_line(shared: &Shared, peer: &str, message: std::fmt::Arguments<'_>) {
     if let limit::Verdict::Log { suppressed } =
         lock(&shared.refusal_lines).check(std::time::Instant::now())
     {
-        tracing::warn!(
-            %peer,
-            suppressed,
-            "refusing connection: {why} ({remedy})"
-        );
+        tracing::warn!(%peer, suppressed, "{message}");
     }
 }
 
@@ -655,6 +655,10 @@ enum Next {
     Request(Box<RequestHead>),
 }
 
+/// How long a request may wait for its password to be checked (they are checked one at a
+/// time) before it is answered `503`.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+
 /// The realm of `401` answers: browsers show it in their password prompt.
 const REALM: &str = "edgecam";
 
@@ -681,11 +685,14 @@ impl Input<'_> {
                 Protocol::Http => Wire::HttpHead(HeadReader::new()),
             };
             if protocol == Protocol::Legacy && !self.legacy_allowed() {
-                tracing::warn!(
-                    peer = %self.peer,
-                    "refusing legacy connection: passwords are required (--auth-file) and the \
-                     legacy protocol cannot carry one; let the old scripts in from their \
-                     network with --legacy-allow CIDR"
+                refusal_line(
+                    self.shared,
+                    self.peer,
+                    format_args!(
+                        "refusing legacy connection: passwords are required (--auth-file) and \
+                         the legacy protocol cannot carry one; let the old scripts in from \
+                         their network with --legacy-allow CIDR"
+                    ),
                 );
                 session.close(CloseReason::Refused);
                 return Next::Read;
@@ -742,12 +749,32 @@ impl Input<'_> {
         let answer = edgecam_core::http::request::route(&head);
         tracing::debug!(peer = %self.peer, path = %head.path, ?answer, "HTTP request");
         if let (Some(users), false) = (&self.shared.config.users, answer == Answer::Options) {
-            match users.check(head.header("authorization")).await {
-                Verdict::Allowed { user } => {
+            let check = tokio::time::timeout(AUTH_WAIT, users.check(head.header("authorization")));
+            match check.await {
+                Err(_) => {
+                    // Password checks run one at a time: a crowd of guessers makes a queue.
+                    refusal_line(
+                        self.shared,
+                        self.peer,
+                        format_args!(
+                            "refusing HTTP request: its password was not checked within {AUTH_WAIT:?} (503)"
+                        ),
+                    );
+                    return Next::Answer(response::unavailable(
+                        RETRY_AFTER_SECS,
+                        "too many password checks at once",
+                    ));
+                }
+                Ok(Verdict::Allowed { user }) => {
                     tracing::debug!(peer = %self.peer, %user, "HTTP user");
                 }
-                Verdict::Denied(reason) => {
-                    tracing::info!(peer = %self.peer, path = %head.path, reason = %crate::error_chain(&reason), "HTTP request refused: 401");
+                Ok(Verdict::Denied(reason)) => {
+                    let reason = crate::error_chain(&reason);
+                    refusal_line(
+                        self.shared,
+                        self.peer,
+                        format_args!("refusing HTTP request for {}: {reason} (401)", head.path),
+                    );
                     return Next::Answer(response::unauthorized(REALM));
                 }
             }
