@@ -241,4 +241,15 @@ async fn a_peer_stalled_in_its_handshake_holds_up_no_one() {
         assert_eq!(peer.closed().await, b"");
     }
     assert!(start.elapsed() >= Duration::from_secs(1));
+    // A stop does not wait for a handshake either.
+    let mut late = server.connect().await;
+    late.stream.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = Instant::now();
+    server.shutdown().await;
+    assert!(
+        stopping.elapsed() < Duration::from_secs(1),
+        "the stop waited {:?} for a stalled handshake",
+        stopping.elapsed()
+    );
 }

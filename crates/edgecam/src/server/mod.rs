@@ -424,7 +424,7 @@ async fn refuse<I: Incoming>(
     _permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let peer = incoming.peer().to_owned();
-    let told = tokio::time::timeout(REFUSE_WAIT, async {
+    let telling = tokio::time::timeout(REFUSE_WAIT, async {
         let mut conn = incoming.establish().await?;
         let mut first = [0u8; 1];
         if conn.reader.read(&mut first).await? == 0
@@ -440,8 +440,11 @@ async fn refuse<I: Incoming>(
         let mut rest = [0u8; 1024];
         while conn.reader.read(&mut rest).await? > 0 {}
         Ok::<_, edgecam_core::transport::TransportError>(true)
-    })
-    .await;
+    });
+    let told = tokio::select! {
+        () = shared.stop.cancelled() => return,
+        told = telling => told,
+    };
     tracing::debug!(%peer, ?told, "refused connection done");
 }
 
@@ -476,12 +479,18 @@ async fn run_session<I: Incoming>(
         .session
         .handshake_timeout
         .unwrap_or(ESTABLISH_WAIT);
-    match tokio::time::timeout(wait, incoming.establish()).await {
-        Ok(Ok(conn)) => serve_session(&shared, conn, id, &counters).await,
-        Ok(Err(e)) => {
+    let established = tokio::select! {
+        // A stop does not wait for handshakes.
+        () = shared.stop.cancelled() => None,
+        established = tokio::time::timeout(wait, incoming.establish()) => Some(established),
+    };
+    match established {
+        None => {}
+        Some(Ok(Ok(conn))) => serve_session(&shared, conn, id, &counters).await,
+        Some(Ok(Err(e))) => {
             tracing::info!(%peer, error = %crate::error_chain(&e), "closing: the connection failed before its first byte")
         }
-        Err(_) => {
+        Some(Err(_)) => {
             tracing::info!(%peer, seconds = wait.as_secs_f64(), "closing: the handshake did not end within the handshake timeout")
         }
     }
