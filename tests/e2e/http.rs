@@ -2,7 +2,6 @@
 //! error, ffmpeg/ffprobe and GStreamer for the MJPEG stream and the snapshot, Prometheus's own
 //! text parser for `/metrics`; and legacy and HTTP clients on one port at once.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -10,22 +9,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Output, Process, Raw, TINY_RECV_BUFFER, TestServer, WAIT, assert_increasing, assert_jpeg,
-    config_with, have_tool, seq, solid_jpeg,
+    Raw, TINY_RECV_BUFFER, TestServer, WAIT, assert_increasing, assert_jpeg, config_with,
+    have_tool, run, seq, solid_jpeg,
 };
 
 const CAMERA: &str = "sim:320x240@30";
-
-/// How long a real client may take: ffprobe, GStreamer and curl start slowly on a loaded CI
-/// machine (the browser and relay tests run beside these).
-const TOOL_WAIT: Duration = Duration::from_secs(40);
-
-/// Runs `program` to its end (bounded by [`TOOL_WAIT`]) and returns what it printed.
-async fn run(program: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(program);
-    command.args(args);
-    Process::spawn(program, command).finish(TOOL_WAIT).await
-}
 
 /// An HTTP request's raw answer: head (as text) and whatever body came before the close.
 async fn raw_request(addr: &str, request: &[u8]) -> (String, Vec<u8>) {

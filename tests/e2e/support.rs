@@ -697,3 +697,14 @@ pub fn without_huffman_tables(jpeg: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&jpeg[at..]);
     out
 }
+
+/// How long a real client may take: ffprobe, GStreamer and curl start slowly on a loaded CI
+/// machine (the browser and relay tests run beside these).
+pub const TOOL_WAIT: Duration = Duration::from_secs(40);
+
+/// Runs `program` to its end (bounded by [`TOOL_WAIT`]) and returns what it printed.
+pub async fn run(program: &str, args: &[&str]) -> Output {
+    let mut command = std::process::Command::new(program);
+    command.args(args);
+    Process::spawn(program, command).finish(TOOL_WAIT).await
+}

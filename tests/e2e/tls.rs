@@ -3,7 +3,6 @@
 //! across restarts; and a peer that stalls in its handshake holding up no one.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +14,6 @@ use tokio::io::AsyncWriteExt;
 use crate::support::*;
 
 const CAMERA: &str = "sim:64x48@30";
-/// Real clients start slowly on a loaded CI machine.
-const TOOL_WAIT: Duration = Duration::from_secs(40);
 
 /// A server serving TLS with a self-signed certificate made in `dir`; the certificate's path.
 async fn tls_server(
@@ -40,12 +37,6 @@ async fn tls_server(
         .unwrap();
     let server = TestServer::with_transport(camera, config_with(change), clock, transport).await;
     (server, dir.join("tls-cert.pem"), fingerprint)
-}
-
-async fn run(program: &str, args: &[&str]) -> Output {
-    let mut command = Command::new(program);
-    command.args(args);
-    Process::spawn(program, command).finish(TOOL_WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,7 @@
 //!
 //! Every wait has a deadline, and every process it starts is killed if it fails.
 
+use crate::kill;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ExitStatus, Stdio};
@@ -445,14 +446,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         kill(&mut self.child);
-    }
-}
-
-/// Kills `child` unless it has exited, and reaps it.
-fn kill(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 

@@ -731,6 +731,14 @@ fn bench(ctx: &Ctx, args: &[OsString]) -> Result<ExitCode> {
 }
 
 /// The child's exit status as ours, so that `cargo xtask bench` fails as the bench does.
+/// Kills `child` unless it has exited, and reaps it.
+fn kill(child: &mut std::process::Child) {
+    if let Ok(None) = child.try_wait() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 fn exit_code(status: ExitStatus) -> ExitCode {
     #[cfg(unix)]
     {

@@ -42,6 +42,7 @@
 //! is stopped on every path (a guard kills it when dropped). Its log goes to
 //! `<target>/xtask/soak/server.log`.
 
+use crate::kill;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -472,14 +473,6 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         kill(&mut self.child);
-    }
-}
-
-/// Kills `child` unless it has exited, and reaps it.
-fn kill(child: &mut Child) {
-    if let Ok(None) = child.try_wait() {
-        let _ = child.kill();
-        let _ = child.wait();
     }
 }
 
