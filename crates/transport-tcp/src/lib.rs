@@ -7,6 +7,7 @@
 //! `edgecam_core::codec` and the MJPEG reader from `edgecam_core::http::reader`.
 
 pub mod http;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration;
