@@ -22,7 +22,8 @@ use edgecam_core::time::Clock;
 use edgecam_encode::{Encoder, Passthrough};
 use edgecam_recorder::{AviConfig, AviRecorder, JpegDirRecorder, SegmentLimits, Segmented};
 use edgecam_transport_tcp::TcpTransport;
-use edgecam_transport_tcp::tls::ServerIdentity;
+use edgecam_transport_tcp::http::{HttpUrl, Password};
+use edgecam_transport_tcp::tls::{Fingerprint, ServerIdentity, Trust};
 use tokio_util::sync::CancellationToken;
 
 /// Stream a camera from an edge board over TCP, wire-compatible with the legacy Python scripts.
@@ -191,8 +192,9 @@ impl EncodeArgs {
 #[derive(Debug, Args)]
 struct ClientArgs {
     /// The server: HOST[:PORT] for edgecam's own and the legacy protocol (the port is 6810 when
-    /// omitted), or http://HOST[:PORT]/PATH for any MJPEG stream or JPEG URL (edgecam,
-    /// mjpg-streamer's /?action=stream, ustreamer's /stream, IP cameras).
+    /// omitted), or http[s]://[USER@]HOST[:PORT]/PATH for any MJPEG stream or JPEG URL (edgecam,
+    /// mjpg-streamer's /?action=stream, ustreamer's /stream, IP cameras). With USER@, the
+    /// password comes from EDGECAM_PASSWORD, or is asked for on the terminal.
     #[arg(value_parser = parse_addr)]
     addr: String,
     /// Talk to a legacy Python server: one command per TCP segment, never `2`.
@@ -204,6 +206,18 @@ struct ClientArgs {
     /// Largest frame accepted from the server, in bytes (suffixes K, M, G).
     #[arg(long, default_value = "32M", value_parser = parse_size)]
     max_frame_size: u32,
+    /// For https://: trust the CA certificates in this PEM file (or the server's own
+    /// self-signed certificate) instead of the system's.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["pin", "insecure"])]
+    ca: Option<PathBuf>,
+    /// For https://: accept exactly the certificate with this SHA-256 fingerprint (the one
+    /// `edgecam serve` prints at startup), whatever its names and dates.
+    #[arg(long, value_name = "SHA256", conflicts_with = "insecure")]
+    pin: Option<Fingerprint>,
+    /// For https://: accept any certificate; still encrypted, but anyone on the way can pose as
+    /// the server.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +370,9 @@ fn parse_addr(s: &str) -> Result<String, String> {
     match edgecam_transport_tcp::http::HttpUrl::parse_source(s.trim()) {
         Ok(Some(url)) => Ok(url.to_string()),
         Ok(None) => Ok(edgecam_transport_tcp::with_default_port(s.trim())),
+        // Refused when connecting, where the error shows the password as ***: clap's own
+        // error would repeat the value as given.
+        Err(edgecam_transport_tcp::http::UrlError::Password { .. }) => Ok(s.trim().to_owned()),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -584,17 +601,59 @@ fn local_client_addr(addr: &str) -> Option<String> {
     Some(SocketAddr::new(ip, addr.port()).to_string())
 }
 
-fn client_config(args: &ClientArgs) -> ClientConfig {
-    ClientConfig {
+/// The client's configuration from its flags: `--ca`, `--pin` and `--insecure` only with an
+/// https:// address, and the password of a URL's user from EDGECAM_PASSWORD or the terminal.
+fn client_config(args: &ClientArgs) -> Result<ClientConfig> {
+    let trust = match (&args.ca, args.pin, args.insecure) {
+        (Some(ca), _, _) => Trust::Ca(ca.clone()),
+        (_, Some(pin), _) => Trust::Pin(pin),
+        (_, _, true) => Trust::Insecure,
+        _ => Trust::System,
+    };
+    edgecam::client::check_trust(&args.addr, &trust)?;
+    Ok(ClientConfig {
         legacy: args.legacy,
         connect_timeout: args.timeout,
         frame_timeout: args.timeout,
         max_frame_len: args.max_frame_size,
+        trust,
+        password: password_for(&args.addr)?,
+    })
+}
+
+/// The environment variable that holds the password of a URL's user.
+const PASSWORD_VAR: &str = "EDGECAM_PASSWORD";
+
+/// The password for the user `addr` names: EDGECAM_PASSWORD, else asked for on the terminal
+/// (without echo) when standard input is one; `None` when `addr` names no user.
+fn password_for(addr: &str) -> Result<Option<Password>> {
+    let Ok(Some(url)) = HttpUrl::parse_source(addr) else {
+        return Ok(None);
+    };
+    let Some(user) = &url.user else {
+        return Ok(None);
+    };
+    if let Some(value) = std::env::var_os(PASSWORD_VAR) {
+        let password = value.into_string().map_err(|_| {
+            anyhow::anyhow!("{PASSWORD_VAR} is not valid UTF-8; set it to the password as text")
+        })?;
+        return Ok(Some(Password::new(password)));
     }
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!(
+            "{url} names the user {user:?}, but {PASSWORD_VAR} is not set and there is no \
+             terminal to ask on; set {PASSWORD_VAR} to the password"
+        );
+    }
+    let prompt = format!("password for {user} at {}: ", url.authority());
+    let password = rpassword::prompt_password(prompt).with_context(|| {
+        format!("cannot read the password from the terminal; set {PASSWORD_VAR} instead")
+    })?;
+    Ok(Some(Password::new(password)))
 }
 
 async fn snap(args: SnapArgs) -> Result<()> {
-    let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    let mut client = Client::connect(&args.client.addr, client_config(&args.client)?).await?;
     let frame = client.snap().await?;
     tokio::fs::write(&args.output, &frame.jpeg)
         .await
@@ -610,7 +669,7 @@ async fn snap(args: SnapArgs) -> Result<()> {
 }
 
 async fn stream(args: StreamArgs) -> Result<()> {
-    let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    let mut client = Client::connect(&args.client.addr, client_config(&args.client)?).await?;
     let streamed = receive(&mut client, args.frames, args.seconds, None).await?;
     say(summary_line(
         &streamed.stats.summary(),
@@ -639,7 +698,7 @@ async fn record(args: RecordArgs) -> Result<()> {
             avi_recorder(path, &args)
         }
     };
-    let mut client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+    let mut client = Client::connect(&args.client.addr, client_config(&args.client)?).await?;
     recorder.start().await?;
     let received = receive(
         &mut client,
@@ -797,7 +856,7 @@ async fn view(args: ViewArgs) -> Result<()> {
         if check && !edgecam::view::has_display() {
             return Err(edgecam::view::ViewError::NoDisplay.into());
         }
-        let client = Client::connect(&args.client.addr, client_config(&args.client)).await?;
+        let client = Client::connect(&args.client.addr, client_config(&args.client)?).await?;
         let stop = CancellationToken::new();
         cancel_on_signals(stop.clone());
         let options = edgecam::view::ViewOptions {

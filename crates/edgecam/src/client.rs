@@ -1,5 +1,6 @@
 //! The client: single shots and streams from an edgecam server or a legacy Python server
-//! (`HOST[:PORT]`, the legacy protocol), or from any MJPEG server (`http://HOST[:PORT]/PATH`).
+//! (`HOST[:PORT]`, the legacy protocol), or from any MJPEG server (`http://HOST[:PORT]/PATH`,
+//! or `https://[USER@]HOST[:PORT]/PATH` with its certificate checked as [`Trust`] says).
 //!
 //! Against a legacy server (`legacy: true`) the client never lets two commands share a TCP
 //! segment (the old server compares whole `recv` chunks with one command), and never sends `2`
@@ -21,7 +22,8 @@ use edgecam_core::jpeg::{self, Stamp};
 use edgecam_core::time::Timestamp;
 use edgecam_core::transport::TransportError;
 use edgecam_transport_tcp::FrameStream;
-use edgecam_transport_tcp::http::{HttpError, HttpStream, HttpUrl, UrlError};
+use edgecam_transport_tcp::http::{GetConfig, HttpError, HttpStream, HttpUrl, Password, UrlError};
+use edgecam_transport_tcp::tls::{self, TlsError, Trust};
 use thiserror::Error;
 use tokio::time::Instant;
 
@@ -37,6 +39,11 @@ pub struct ClientConfig {
     pub frame_timeout: Duration,
     /// The largest frame length accepted from the server.
     pub max_frame_len: u32,
+    /// How an `https://` server's certificate is checked; anything but `System` is for
+    /// `https://` sources only.
+    pub trust: Trust,
+    /// The password of the user an `http[s]://USER@...` source names.
+    pub password: Option<Password>,
 }
 
 impl Default for ClientConfig {
@@ -46,6 +53,8 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(5),
             frame_timeout: Duration::from_secs(5),
             max_frame_len: edgecam_core::codec::DEFAULT_MAX_FRAME_LEN,
+            trust: Trust::System,
+            password: None,
         }
     }
 }
@@ -66,6 +75,13 @@ pub enum ClientError {
     Http(#[from] HttpError),
     #[error(transparent)]
     Url(#[from] UrlError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(
+        "{flag} says how to check an https:// server's certificate, but {addr} is not an \
+         https:// URL; drop {flag}, or give the server's https:// URL"
+    )]
+    TrustWithoutHttps { flag: &'static str, addr: String },
     #[error(
         "--legacy speaks the legacy server's TCP protocol, but {url} is an HTTP URL; \
          drop --legacy, or give the legacy server's HOST:PORT"
@@ -130,10 +146,11 @@ enum Conn {
     Http(Box<HttpConn>),
 }
 
-/// An `http://` source: the URL, and the response being read, if any.
+/// An `http[s]://` source: the URL, how to ask it, and the response being read, if any.
 #[derive(Debug)]
 struct HttpConn {
     url: HttpUrl,
+    get: GetConfig,
     stream: Option<HttpStream>,
     /// Parts the current response's reader skipped, already counted as invalid.
     skipped_seen: u64,
@@ -164,9 +181,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `source`: `HOST:PORT` for the legacy protocol, or an `http://` URL, which
-    /// is asked for at once (so that a wrong URL fails here).
+    /// Connects to `source`: `HOST:PORT` for the legacy protocol, or an `http[s]://` URL,
+    /// which is asked for at once (so that a wrong URL fails here).
     pub async fn connect(source: &str, config: ClientConfig) -> Result<Self, ClientError> {
+        check_trust(source, &config.trust)?;
         let (conn, peer) = match HttpUrl::parse_source(source)? {
             Some(url) => {
                 if config.legacy {
@@ -174,13 +192,15 @@ impl Client {
                         url: url.to_string(),
                     });
                 }
+                let get = get_config(&url, &config)?;
                 let mut http = Box::new(HttpConn {
                     url,
+                    get,
                     stream: None,
                     skipped_seen: 0,
                     said_single: false,
                 });
-                http.open(&config).await?;
+                http.open().await?;
                 let peer = http.url.to_string();
                 (Conn::Http(http), peer)
             }
@@ -237,7 +257,7 @@ impl Client {
     pub async fn snap(&mut self) -> Result<Received, ClientError> {
         if let Conn::Http(http) = &mut self.conn {
             if http.stream.is_none() {
-                http.open(&self.config).await?;
+                http.open().await?;
             }
             let frame = self.next_frame().await;
             self.close_http();
@@ -254,7 +274,7 @@ impl Client {
         self.last_frame = None;
         if let Conn::Http(http) = &mut self.conn {
             if http.stream.is_none() {
-                http.open(&self.config).await?;
+                http.open().await?;
             }
             return Ok(());
         }
@@ -386,7 +406,7 @@ impl Client {
         };
         loop {
             if http.stream.is_none() {
-                http.open(&self.config).await?;
+                http.open().await?;
             }
             let Some(stream) = http.stream.as_mut() else {
                 continue;
@@ -420,16 +440,71 @@ impl Client {
 
 impl HttpConn {
     /// Sends the request on a fresh connection.
-    async fn open(&mut self, config: &ClientConfig) -> Result<(), HttpError> {
-        let reader = ReaderConfig {
-            max_part_len: config.max_frame_len as usize,
-            ..ReaderConfig::default()
-        };
-        let stream = HttpStream::get(&self.url, config.connect_timeout, reader, USER_AGENT).await?;
+    async fn open(&mut self) -> Result<(), HttpError> {
+        let stream = HttpStream::get(&self.url, &self.get).await?;
         self.skipped_seen = 0;
         self.stream = Some(stream);
         Ok(())
     }
+}
+
+/// The flag that asks for `trust`, for errors; `None` for the default.
+fn trust_flag(trust: &Trust) -> Option<&'static str> {
+    match trust {
+        Trust::System => None,
+        Trust::Ca(_) => Some("--ca"),
+        Trust::Pin(_) => Some("--pin"),
+        Trust::Insecure => Some("--insecure"),
+    }
+}
+
+/// Refuses a `trust` other than the default for a source that is not an `https://` URL
+/// (a malformed source is left for [`Client::connect`] to report).
+pub fn check_trust(source: &str, trust: &Trust) -> Result<(), ClientError> {
+    let Some(flag) = trust_flag(trust) else {
+        return Ok(());
+    };
+    match HttpUrl::parse_source(source) {
+        Ok(Some(url)) if url.https => Ok(()),
+        Err(_) => Ok(()),
+        _ => Err(ClientError::TrustWithoutHttps {
+            flag,
+            addr: source.to_owned(),
+        }),
+    }
+}
+
+/// How every request to `url` is made: the TLS connector is made once, here, so that a
+/// bad CA file fails before connecting and the system's CAs are read once.
+fn get_config(url: &HttpUrl, config: &ClientConfig) -> Result<GetConfig, ClientError> {
+    let tls = if url.https {
+        if config.trust == Trust::Insecure {
+            tracing::warn!(
+                url = %url,
+                "--insecure: the server's certificate is not checked, so anyone on the way can \
+                 pose as the server, see the stream and the password"
+            );
+        }
+        Some(tls::connector(&config.trust)?)
+    } else {
+        None
+    };
+    if url.user.is_some() && !url.https {
+        tracing::warn!(
+            url = %url,
+            "the password goes over plain http://, readable by anyone on the way; use https:// where the server has it"
+        );
+    }
+    Ok(GetConfig {
+        timeout: config.connect_timeout,
+        reader: ReaderConfig {
+            max_part_len: config.max_frame_len as usize,
+            ..ReaderConfig::default()
+        },
+        user_agent: USER_AGENT.to_owned(),
+        tls,
+        password: config.password.clone(),
+    })
 }
 
 /// Running figures over a stream of received frames.

@@ -884,7 +884,16 @@ pub enum HandshakeError {
         presented: Fingerprint,
         reason: CertificateError,
     },
-    #[error("the server's certificate (SHA-256 {presented}) was refused: {reason}")]
+    #[error(
+        "the server's certificate (SHA-256 {presented}) is marked as a CA's (CA:TRUE, as \
+         `openssl req -x509` makes them), and TLS takes no CA certificate for a server's own; \
+         give --pin {presented}, or make the certificate without CA:TRUE"
+    )]
+    CaAsServer { presented: Fingerprint },
+    #[error(
+        "the server's certificate (SHA-256 {presented}) was refused: {}",
+        describe(reason)
+    )]
     Refused {
         presented: Fingerprint,
         reason: CertificateError,
@@ -962,9 +971,24 @@ impl From<Refusal> for HandshakeError {
                 | CertificateError::NotValidYetContext { .. } => {
                     HandshakeError::Dates { presented, reason }
                 }
+                CertificateError::Other(OtherError(other))
+                    if other.downcast_ref::<webpki::Error>()
+                        == Some(&webpki::Error::CaUsedAsEndEntity) =>
+                {
+                    HandshakeError::CaAsServer { presented }
+                }
                 reason => HandshakeError::Refused { presented, reason },
             },
         }
+    }
+}
+
+/// A certificate error in words: rustls shows the errors it passes on from webpki as
+/// `Other(OtherError(..))`.
+fn describe(reason: &CertificateError) -> String {
+    match reason {
+        CertificateError::Other(OtherError(other)) => other.to_string(),
+        reason => reason.to_string(),
     }
 }
 

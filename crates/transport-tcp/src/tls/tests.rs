@@ -555,6 +555,7 @@ fn handshake_errors_as_a_user_reads_them() {
                 not_after: UnixTime::since_unix_epoch(Duration::from_secs(1_700_000_000)),
             },
         },
+        HandshakeError::CaAsServer { presented },
         HandshakeError::NotTls,
         HandshakeError::Closed,
     ];
@@ -574,4 +575,30 @@ fn a_ca_file_without_certificates_is_refused_by_name() {
             .contains("were the certificate and the key swapped?"),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn a_ca_certificate_as_the_servers_own_is_explained_and_can_be_pinned() {
+    // What `openssl req -x509` makes: a self-signed certificate with CA:TRUE.
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (cert_path, key_path) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let identity = ServerIdentity::from_pem_files(&cert_path, &key_path).unwrap();
+    let (addr, _server) = serve_once(Some(identity.acceptor())).await;
+    let err = handshake(addr, "127.0.0.1", &Trust::Ca(cert_path))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, HandshakeError::CaAsServer { presented } if presented == identity.fingerprint()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("give --pin"), "{err}");
+    let (addr, _server) = serve_once(Some(identity.acceptor())).await;
+    let got = handshake(addr, "127.0.0.1", &Trust::Pin(identity.fingerprint())).await;
+    assert_eq!(got.unwrap(), b"hello");
 }
