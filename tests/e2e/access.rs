@@ -211,3 +211,20 @@ async fn with_passwords_legacy_clients_come_in_only_from_legacy_allow() {
     let mut old_script = Raw::connect_from(&server.addr, "127.0.0.3").await;
     assert_jpeg(&old_script.snap().await, 64, 48);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_client_says_a_server_that_closed_at_once_may_be_full() {
+    let server = TestServer::with_config(CAMERA, config_with(|c| c.max_clients = 1)).await;
+    let mut holder = server.connect().await;
+    holder.snap().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("frame.jpg");
+    let out = edgecam(&["snap", &server.addr, "-o", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr
+            .contains("closed the connection before sending anything: the server may be full"),
+        "{}",
+        out.stderr
+    );
+}

@@ -89,6 +89,12 @@ pub enum ClientError {
     LegacyOverHttp { url: String },
     #[error("{peer} closed the connection")]
     Closed { peer: String },
+    #[error(
+        "{peer} closed the connection before sending anything: the server may be full (too \
+         many clients, or too many from this address), refuse this address (--allow), or want \
+         a password the legacy protocol cannot send (--auth-file); its log says which"
+    )]
+    ClosedBeforeAnything { peer: String },
     #[error("{peer} kept sending frames for {seconds} s after being told to stop")]
     DoesNotStop { peer: String, seconds: u64 },
     #[error(
@@ -395,6 +401,11 @@ impl Client {
             Conn::Legacy(stream) => {
                 return match tokio::time::timeout_at(deadline, stream.next_frame()).await {
                     Ok(Ok(Some(jpeg))) => Ok(Next::Payload(jpeg)),
+                    Ok(Ok(None)) if self.last_frame.is_none() && self.invalid_frames == 0 => {
+                        Err(ClientError::ClosedBeforeAnything {
+                            peer: self.peer.clone(),
+                        })
+                    }
                     Ok(Ok(None)) => Err(ClientError::Closed {
                         peer: self.peer.clone(),
                     }),
