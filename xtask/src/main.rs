@@ -442,6 +442,17 @@ const LEGS: &[Leg] = &[
             rerun: "cargo xtask run-board --emulate",
         }],
     },
+    // The uclibc board build (tier 3: std from source) still compiles with everything in
+    // (TLS's ring, libjpeg-turbo); Debian's armhf gcc stands in for the vendor's as the C
+    // compiler. Linking needs the vendor's SDK, so this checks rather than builds.
+    Leg {
+        name: "uclibc-check",
+        probe: can_check_uclibc,
+        steps: &[Step::Check {
+            run: check_uclibc,
+            rerun: UCLIBC_CHECK,
+        }],
+    },
     // A release build, then 2 minutes of load.
     Leg {
         name: "soak",
@@ -496,6 +507,53 @@ fn has_opencv() -> Result<(), String> {
 fn has_armv7_toolchain_and_qemu() -> Result<(), String> {
     println!("==> rustup target list; looking for arm-linux-gnueabihf-gcc and qemu-arm");
     let missing = toolchain::check_emulate_here();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(toolchain::skip_reason(&missing))
+    }
+}
+
+/// The uclibc leg's command, as a developer re-runs it.
+const UCLIBC_CHECK: &str = "CC_armv7_unknown_linux_uclibceabihf=arm-linux-gnueabihf-gcc \
+    cargo +nightly check -Zbuild-std=std,panic_abort --target armv7-unknown-linux-uclibceabihf \
+    -p edgecam --no-default-features --features turbojpeg --locked";
+
+/// `cargo +nightly check` of the uclibc board build. The rustup proxy picks the toolchain
+/// (`+nightly`), so this runs `cargo` from the PATH, not the stable cargo running xtask.
+fn check_uclibc(ctx: &Ctx) -> Result<()> {
+    println!("==> {UCLIBC_CHECK}");
+    let status = Command::new("cargo")
+        .args([
+            "+nightly",
+            "check",
+            "-Zbuild-std=std,panic_abort",
+            "--target",
+        ])
+        .arg(toolchain::ARMV7_UCLIBC)
+        .args([
+            "-p",
+            "edgecam",
+            "--no-default-features",
+            "--features",
+            "turbojpeg",
+            "--locked",
+        ])
+        .env("CC_armv7_unknown_linux_uclibceabihf", toolchain::ARMV7_GCC)
+        // The stable toolchain's own variables would pin the proxy to stable.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("CARGO")
+        .env_remove("RUSTC")
+        .current_dir(&ctx.root)
+        .status()
+        .context("cannot run cargo +nightly")?;
+    anyhow::ensure!(status.success(), "the uclibc check failed ({status})");
+    Ok(())
+}
+
+fn can_check_uclibc() -> Result<(), String> {
+    println!("==> rustup component list --toolchain nightly; looking for arm-linux-gnueabihf-gcc");
+    let missing = toolchain::check_uclibc_here();
     if missing.is_empty() {
         Ok(())
     } else {

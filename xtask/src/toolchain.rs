@@ -11,6 +11,8 @@ pub(crate) const ARMV7_GNU: &str = "armv7-unknown-linux-gnueabihf";
 
 /// Debian's cross C compiler for [`ARMV7_GNU`]; Rust uses it as the linker.
 pub(crate) const ARMV7_GCC: &str = "arm-linux-gnueabihf-gcc";
+/// The boards whose vendor SDK is Buildroot with uclibc (tier 3: no prebuilt std).
+pub(crate) const ARMV7_UCLIBC: &str = "armv7-unknown-linux-uclibceabihf";
 
 /// Debian's qemu-user emulator for 32-bit ARM binaries.
 pub(crate) const QEMU_ARM: &str = "qemu-arm";
@@ -230,6 +232,13 @@ pub(crate) fn check_emulate_here() -> Vec<Missing> {
     let mut missing = machine.check_build(ARMV7_GNU, ARMV7_GCC);
     missing.extend(machine.check_emulator());
     missing
+}
+
+/// Everything the `uclibc-check` CI leg lacks on this machine: nightly with rust-src, the
+/// armhf gcc as the C compiler, and cmake (libjpeg-turbo's build).
+pub(crate) fn check_uclibc_here() -> Vec<Missing> {
+    let machine = Machine::probe(ARMV7_UCLIBC);
+    machine.check_build(ARMV7_UCLIBC, ARMV7_GCC)
 }
 
 /// Whether nightly Rust is installed with its `rust-src` component.
