@@ -95,9 +95,13 @@ mod tests {
 
     #[test]
     fn bad_lists_say_what_is_wrong() {
-        let error = "192.168.1.0/24,,10.0.0.1".parse::<Networks>().unwrap_err();
+        let error = "192.168.1.0/24,,10.0.0.1"
+            .parse::<Networks>()
+            .expect_err("an empty item");
         assert!(error.contains("an empty network"), "{error}");
-        let error = "192.168.1.0/33".parse::<Networks>().unwrap_err();
+        let error = "192.168.1.0/33"
+            .parse::<Networks>()
+            .expect_err("a prefix too long");
         assert!(
             error.contains("\"192.168.1.0/33\" is not a network"),
             "{error}"

@@ -536,7 +536,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
             session.close(CloseReason::Disconnected);
         }
         while let Some(event) = session.poll_event() {
-            log_event(&shared, &peer, event);
+            log_event(shared, &peer, event);
         }
         if session.is_closed() {
             break;
@@ -567,7 +567,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                     commands_over = true;
                 }
                 Ok(n) => {
-                    let input = Input { shared: &shared, peer: &peer, id, counters: &counters };
+                    let input = Input { shared, peer: &peer, id, counters };
                     let mut next = input.bytes(&mut wire, &mut session, &buf[..n]);
                     if let Next::Request(head) = next {
                         next = input.request(&mut session, *head).await;
@@ -577,13 +577,13 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                         Next::Frames(f, head) => {
                             framing = f;
                             commands_over = true;
-                            if !head.is_empty() && !send(&shared, &peer, &mut writer, &[&head]).await {
+                            if !head.is_empty() && !send(shared, &peer, &mut writer, &[&head]).await {
                                 session.close(CloseReason::Disconnected);
                             }
                         }
                         Next::Answer(bytes) => {
                             commands_over = true;
-                            if send(&shared, &peer, &mut writer, &[&bytes]).await {
+                            if send(shared, &peer, &mut writer, &[&bytes]).await {
                                 session.close(CloseReason::Answered);
                             } else {
                                 session.close(CloseReason::Disconnected);
@@ -604,7 +604,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                         let skipped = session.stats().frames_skipped;
                         let newly_skipped = skipped - counters.skipped.swap(skipped, Ordering::Relaxed);
                         shared.skipped.fetch_add(newly_skipped, Ordering::Relaxed);
-                        if send_frame(&shared, &peer, &mut writer, framing, &frame).await {
+                        if send_frame(shared, &peer, &mut writer, framing, &frame).await {
                             counters.sent.fetch_add(1, Ordering::Relaxed);
                             if matches!(framing, Framing::Multipart { .. }) {
                                 last_part = Some((frame, tokio::time::Instant::now()));
@@ -622,7 +622,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                 // drop a connection that is quiet for long. So the newest frame goes again.
                 if let Some((frame, at)) = last_part.as_mut() {
                     *at = tokio::time::Instant::now();
-                    if !send_frame(&shared, &peer, &mut writer, framing, frame).await {
+                    if !send_frame(shared, &peer, &mut writer, framing, frame).await {
                         session.close(CloseReason::Disconnected);
                     }
                 }
@@ -631,7 +631,7 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
         }
     }
     while let Some(event) = session.poll_event() {
-        log_event(&shared, &peer, event);
+        log_event(shared, &peer, event);
     }
     if wanting {
         shared.demand.release();
