@@ -137,15 +137,21 @@ fn config(max_frame_len: u32) -> ClientConfig {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_multipart_stream_without_content_length() {
-    let frames: Vec<Vec<u8>> = (1..=3).map(|seq| stamped_jpeg(32, 24, seq)).collect();
+/// `frames` as multipart parts with boundary `frame` and no `Content-Length`.
+fn multipart_body(frames: &[Vec<u8>]) -> Vec<u8> {
     let mut body = Vec::new();
-    for frame in &frames {
+    for frame in frames {
         body.extend_from_slice(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n");
         body.extend_from_slice(frame);
         body.extend_from_slice(b"\r\n");
     }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multipart_stream_without_content_length() {
+    let frames: Vec<Vec<u8>> = (1..=3).map(|seq| stamped_jpeg(32, 24, seq)).collect();
+    let body = multipart_body(&frames);
     let reply = response("multipart/x-mixed-replace; boundary=frame", "", &body);
     let mut server = canned("/stream?cam=1", vec![Reply::Bytes(reply)]).await;
     let mut client = Client::connect(&server.url, ClientConfig::default())
@@ -522,12 +528,7 @@ fn unauthorized() -> Reply {
 async fn https_with_the_right_pin_streams_and_snaps() {
     let (identity, _dir) = tls_identity();
     let frames: Vec<Vec<u8>> = (1..=3).map(|seq| stamped_jpeg(32, 24, seq)).collect();
-    let mut body = Vec::new();
-    for frame in &frames {
-        body.extend_from_slice(b"--frame\r\nContent-Type: image/jpeg\r\n\r\n");
-        body.extend_from_slice(frame);
-        body.extend_from_slice(b"\r\n");
-    }
+    let body = multipart_body(&frames);
     let stream = response("multipart/x-mixed-replace; boundary=frame", "", &body);
     let mut server = canned_tls(
         "/stream",
