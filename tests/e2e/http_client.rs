@@ -16,7 +16,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::support::{Finished, TestServer, WAIT, assert_jpeg, edgecam, have_tool, stamped_jpeg};
+use crate::support::{
+    Finished, TOOL_WAIT, TestServer, WAIT, assert_jpeg, edgecam, have_tool, stamped_jpeg,
+};
 
 /// What the test server writes to one connection.
 #[derive(Debug, Clone)]
@@ -390,13 +392,14 @@ impl Ffmpeg {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("cannot start ffmpeg");
-        let deadline = std::time::Instant::now() + WAIT;
+        // ffmpeg starts slowly on a loaded machine.
+        let deadline = std::time::Instant::now() + TOOL_WAIT;
         while !listening(port) {
             if std::time::Instant::now() >= deadline {
                 // Not left running: it would hold the test's output open after the run.
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("ffmpeg did not listen on {port} within {WAIT:?}");
+                panic!("ffmpeg did not listen on {port} within {TOOL_WAIT:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -419,7 +422,15 @@ fn snap_and_record_from_ffmpeg() {
     let dir = tempfile::tempdir().unwrap();
     let jpeg_path = dir.path().join("one.jpg");
     let ffmpeg = Ffmpeg::serve();
-    let out = edgecam(&["snap", &ffmpeg.url, "-o", jpeg_path.to_str().unwrap()]);
+    // Its first frame may take a while on a loaded machine.
+    let out = edgecam(&[
+        "snap",
+        &ffmpeg.url,
+        "--timeout",
+        "30",
+        "-o",
+        jpeg_path.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.contains("(320x240, "), "{}", out.stdout);
     assert_jpeg(&std::fs::read(&jpeg_path).unwrap(), 320, 240);
@@ -432,6 +443,8 @@ fn snap_and_record_from_ffmpeg() {
         &ffmpeg.url,
         "--frames",
         "5",
+        "--timeout",
+        "30",
         "-o",
         avi.to_str().unwrap(),
     ]);

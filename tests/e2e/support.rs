@@ -442,9 +442,10 @@ impl Edgecam {
     }
 
     /// Waits until the process has exited and returns what it printed (the lines not yet taken
-    /// with [`Edgecam::stdout_line`]); kills it and panics if that takes longer than [`WAIT`].
+    /// with [`Edgecam::stdout_line`]); kills it and panics if that takes longer than
+    /// [`TOOL_WAIT`] (a client command waits on its server, slow on a loaded machine).
     pub fn finish(mut self) -> Finished {
-        let deadline = std::time::Instant::now() + WAIT;
+        let deadline = std::time::Instant::now() + TOOL_WAIT;
         let left = || deadline.saturating_duration_since(std::time::Instant::now());
         let mut stdout = String::new();
         loop {
@@ -455,7 +456,7 @@ impl Edgecam {
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    panic!("edgecam did not exit within {WAIT:?} (killed)")
+                    panic!("edgecam did not exit within {TOOL_WAIT:?} (killed)")
                 }
             }
         }
