@@ -233,6 +233,7 @@ mod tests {
                 Err(BasicError::TooLong) => prop_assert!(bytes.len() > MAX_CREDENTIALS_LEN),
                 Err(BasicError::NotUtf8) => prop_assert!(std::str::from_utf8(&bytes).is_err()),
                 Err(BasicError::NoColon) => prop_assert!(!bytes.contains(&b':')),
+                Err(BasicError::Empty) => prop_assert!(bytes.is_empty()),
                 Err(e) => prop_assert!(false, "unexpected {e:?}"),
             }
         }
