@@ -568,12 +568,8 @@ async fn serve_session<R: ByteSource, W: ByteSink>(
                 }
                 Ok(n) => {
                     let input = Input { shared, peer: &peer, id, counters };
-                    let mut next = input.bytes(&mut wire, &mut session, &buf[..n]);
-                    if let Next::Request(head) = next {
-                        next = input.request(&mut session, *head).await;
-                    }
-                    match next {
-                        Next::Read | Next::Request(_) => {}
+                    match input.bytes(&mut wire, &mut session, &buf[..n]).await {
+                        Next::Read => {}
                         Next::Frames(f, head) => {
                             framing = f;
                             commands_over = true;
@@ -660,8 +656,6 @@ enum Next {
     Frames(Framing, Vec<u8>),
     /// Send this whole response and close.
     Answer(Vec<u8>),
-    /// A whole HTTP request head came, to be answered by [`Input::request`].
-    Request(Box<RequestHead>),
 }
 
 /// How long a request may wait for its password to be checked (they are checked one at a
@@ -683,7 +677,7 @@ struct Input<'a> {
 const MAX_HTTP_EXTRA: usize = 64 * 1024;
 
 impl Input<'_> {
-    fn bytes(&self, wire: &mut Wire, session: &mut Session, bytes: &[u8]) -> Next {
+    async fn bytes(&self, wire: &mut Wire, session: &mut Session, bytes: &[u8]) -> Next {
         let now = self.shared.clock.now();
         if let (Wire::Undecided, Some(&first)) = (&wire, bytes.first()) {
             let protocol = Protocol::detect(first, self.shared.config.http);
@@ -735,7 +729,7 @@ impl Input<'_> {
                     }
                 };
                 *wire = Wire::HttpAnswered { extra: 0 };
-                Next::Request(Box::new(head))
+                self.request(session, head).await
             }
         }
     }
