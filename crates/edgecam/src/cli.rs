@@ -431,23 +431,30 @@ pub fn camera(spec: &str, clock: Arc<dyn Clock>) -> Result<Box<dyn Camera>> {
 
 /// Ctrl-C and SIGTERM cancel `token`.
 fn cancel_on_signals(token: CancellationToken) {
+    // The handlers are installed here, before the banner tells anyone the server is up: a
+    // SIGTERM that came before a spawned task got round to installing them killed the process
+    // without a graceful stop.
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut term) => tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                },
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                }
+        match signals {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
         #[cfg(not(unix))]
-        let _ = ctrl_c.await;
+        let _ = tokio::signal::ctrl_c().await;
         tracing::info!("signal received, stopping");
         token.cancel();
     });
