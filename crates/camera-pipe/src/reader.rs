@@ -7,10 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::collections::VecDeque;
-
-use bytes::{BufMut, Bytes, BytesMut};
-use edgecam_core::camera::{Captured, Image, PixelFormat};
+use bytes::{BufMut, BytesMut};
+use edgecam_core::camera::{Captured, FramePool, Image, PixelFormat};
 use edgecam_core::jpeg::{self, JpegSplitter};
 use edgecam_core::time::Clock;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -89,10 +87,8 @@ pub(crate) enum Framer {
         height: u32,
         len: usize,
         buf: BytesMut,
-        /// The last frames handed out, whose buffers are read into again once nothing else
-        /// holds them: a fresh frame-sized allocation each frame costs page faults (the
-        /// allocator maps and unmaps buffers this large), more than reading the frame.
-        handed: VecDeque<Bytes>,
+        /// Buffers of frames handed out, read into again once nothing else holds them.
+        pool: FramePool,
     },
     Jpeg {
         splitter: Box<JpegSplitter>,
@@ -112,7 +108,7 @@ impl Framer {
             height,
             len,
             buf: BytesMut::with_capacity(len),
-            handed: VecDeque::new(),
+            pool: FramePool::new(),
         }
     }
 
@@ -150,13 +146,14 @@ impl Framer {
                 height,
                 len,
                 buf,
-                handed,
+                pool,
             } => {
                 if buf.len() < *len {
                     return None;
                 }
-                let data = std::mem::replace(buf, reuse(handed, *len)).freeze();
-                handed.push_back(data.clone());
+                let (mut next, _) = pool.buffer(*len);
+                next.clear();
+                let data = pool.hand_out(std::mem::replace(buf, next), ());
                 match Image::packed(*format, *width, *height, data) {
                     Ok(image) => Some(image),
                     Err(e) => {
@@ -212,24 +209,6 @@ impl Framer {
             Framer::Jpeg { splitter, .. } => splitter.buffered(),
         }
     }
-}
-
-/// How many handed-out frames are kept for reuse: the newest may still be in the slot or being
-/// encoded; the one before is free by the time a whole frame more has been read.
-const REUSED: usize = 2;
-
-/// A buffer for the next raw frame of `len` bytes: the oldest handed-out frame's when nothing
-/// holds it any more, else a new one.
-fn reuse(handed: &mut VecDeque<Bytes>, len: usize) -> BytesMut {
-    if handed.len() >= REUSED
-        && let Some(oldest) = handed.pop_front()
-        && let Ok(mut buf) = oldest.try_into_mut()
-        && buf.capacity() >= len
-    {
-        buf.clear();
-        return buf;
-    }
-    BytesMut::with_capacity(len)
 }
 
 /// Rate-limited warnings about malformed input.

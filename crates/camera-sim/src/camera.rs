@@ -5,11 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edgecam_core::camera::{Camera, CameraError, Capabilities, Captured, Image, PixelFormat};
+use bytes::BytesMut;
+use edgecam_core::camera::{
+    Camera, CameraError, Capabilities, Captured, FramePool, Image, PixelFormat,
+};
 use edgecam_core::time::{Clock, Timestamp};
 
 use crate::config::{Scene, SimConfig};
-use crate::natural::NaturalScene;
+use crate::natural::{NaturalScene, Rect};
 use crate::pattern::{Pattern, draw_seq};
 
 /// A synthetic camera: a deterministic moving picture as packed RGB24 [`Image`]s, paced by
@@ -31,6 +34,9 @@ pub struct SimCamera {
     full: Picture,
     /// The `W/2 x H/2` frames of `vary`.
     half: Option<Picture>,
+    /// Frame buffers, drawn into again once the frames drawn in them are dropped, each with
+    /// where the natural scene's ball is in it.
+    pool: FramePool<Option<Rect>>,
     /// The last seq produced (delivered or lost); 0 before the first frame.
     seq: u64,
     /// `Some` while open.
@@ -64,6 +70,7 @@ impl SimCamera {
             clock,
             full,
             half,
+            pool: FramePool::new(),
             seq: 0,
             schedule: None,
             disconnected_once: false,
@@ -114,16 +121,26 @@ impl Picture {
         }
     }
 
-    /// Frame `seq`, packed RGB24, with the seq block drawn in.
-    fn render(&self, seq: u64) -> Vec<u8> {
+    /// Frame `seq` into `buf` (resized to the frame): packed RGB24, with the seq block drawn in.
+    /// Every byte is written. `ball`: where the natural scene's ball was in the frame `buf` holds,
+    /// as this returned when it drew that frame, so that only what changed is drawn; it is not
+    /// used when `buf` is not of this picture's size (a new buffer, or one of the other size of
+    /// `vary`). Returns where the ball is in this frame.
+    fn render(&self, seq: u64, buf: &mut BytesMut, ball: Option<Rect>) -> Option<Rect> {
+        let (w, h) = self.size();
+        let (w, h) = (w as usize, h as usize);
+        let len = w * h * 3;
+        let ball = ball.filter(|_| buf.len() == len);
+        buf.resize(len, 0);
         match self {
-            Picture::Pattern(pattern) => pattern.render(seq),
+            Picture::Pattern(pattern) => {
+                pattern.render(seq, buf);
+                None
+            }
             Picture::Natural(scene) => {
-                let (w, h) = (scene.width() as usize, scene.height() as usize);
-                let mut rgb = vec![0; w * h * 3];
-                scene.render(seq, &mut rgb);
-                draw_seq(&mut rgb, w, h, seq);
-                rgb
+                let ball = scene.render(seq, buf, ball);
+                draw_seq(buf, w, h, seq);
+                Some(ball)
             }
         }
     }
@@ -240,12 +257,18 @@ impl Camera for SimCamera {
             _ => &self.full,
         };
         let (width, height) = picture.size();
-        let image = Image::packed(PixelFormat::Rgb24, width, height, picture.render(seq)).map_err(
-            |source| CameraError::Image {
-                device: self.name.clone(),
-                source,
-            },
-        )?;
+        let (mut buf, ball) = self.pool.buffer(width as usize * height as usize * 3);
+        let ball = picture.render(seq, &mut buf, ball.flatten());
+        let image = Image::packed(
+            PixelFormat::Rgb24,
+            width,
+            height,
+            self.pool.hand_out(buf, ball),
+        )
+        .map_err(|source| CameraError::Image {
+            device: self.name.clone(),
+            source,
+        })?;
         Ok(Captured {
             seq,
             captured_at,
@@ -617,6 +640,33 @@ mod tests {
             assert_eq!((w, h), (160, 120));
             assert_eq!(read_seq(natural_pixels, w, h), Some(seq));
             assert_ne!(natural_pixels, pixels(&p).2, "seq {seq}");
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_drawn_into_reused_buffers_are_the_frames_drawn_afresh() {
+        for spec in [
+            "sim:160x120@0#scene=natural",
+            "sim:160x120@0#scene=natural&vary",
+            "sim:160x120@0#vary",
+        ] {
+            let (mut camera, _) = sim(spec);
+            camera.open().await.unwrap();
+            let mut buffers = std::collections::HashSet::new();
+            let mut pictures = std::collections::HashMap::new();
+            for seq in 1..=200u64 {
+                // Each frame is dropped before the next, as the server does once it is encoded.
+                let captured = frame(&mut camera).await;
+                let (w, h, got) = pixels(&captured);
+                buffers.insert(got.as_ptr() as usize);
+                let picture = pictures
+                    .entry((w, h))
+                    .or_insert_with(|| Picture::new(camera.config.scene(), w, h));
+                let mut afresh = BytesMut::new();
+                picture.render(seq, &mut afresh, None);
+                assert!(got == &afresh[..], "{spec}: seq {seq}");
+            }
+            assert!(buffers.len() <= 4, "{spec}: {} buffers for 200 frames", buffers.len());
         }
     }
 

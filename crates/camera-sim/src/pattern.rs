@@ -87,19 +87,30 @@ impl Pattern {
         u32::try_from(self.height).unwrap_or(u32::MAX)
     }
 
-    /// Frame `seq`: packed RGB, `width * height * 3` bytes; the same seq gives the same pixels.
-    pub(crate) fn render(&self, seq: u64) -> Vec<u8> {
+    /// Renders frame `seq` into `pixels`: packed RGB, `width * height * 3` bytes, rows top to
+    /// bottom; the same seq gives the same pixels. Every byte is written.
+    ///
+    /// `pixels` must be exactly that long (checked in debug builds); otherwise only the rows it
+    /// holds are written.
+    pub(crate) fn render(&self, seq: u64, pixels: &mut [u8]) {
         let row_bytes = self.width * 3;
-        let mut pixels = Vec::with_capacity(row_bytes * self.height);
+        debug_assert_eq!(
+            pixels.len(),
+            row_bytes * self.height,
+            "frame buffer of the wrong size"
+        );
+        if row_bytes == 0 {
+            return;
+        }
+        let mut rows = pixels.chunks_exact_mut(row_bytes);
         for band in &self.bands {
             let start = band.offset(seq, self.width) * 3;
             let row = &band.row[start..start + row_bytes];
-            for _ in 0..band.rows {
-                pixels.extend_from_slice(row);
+            for out in rows.by_ref().take(band.rows) {
+                out.copy_from_slice(row);
             }
         }
-        draw_seq(&mut pixels, self.width, self.height, seq);
-        pixels
+        draw_seq(pixels, self.width, self.height, seq);
     }
 }
 
@@ -228,6 +239,12 @@ mod tests {
 
     use super::*;
 
+    fn render(pattern: &Pattern, seq: u64) -> Vec<u8> {
+        let mut pixels = vec![0; pattern.width() as usize * pattern.height() as usize * 3];
+        pattern.render(seq, &mut pixels);
+        pixels
+    }
+
     #[test]
     fn buffer_is_width_times_height_times_three() {
         for (w, h) in [
@@ -240,13 +257,12 @@ mod tests {
         ] {
             let pattern = Pattern::new(w, h);
             for seq in [0, 1, 2, 1000, u64::MAX] {
-                let pixels = pattern.render(seq);
+                let pixels = render(&pattern, seq);
                 assert_eq!(
                     pixels.len(),
                     w as usize * h as usize * 3,
                     "{w}x{h} seq {seq}"
                 );
-                assert_eq!(pixels.capacity(), pixels.len(), "allocated exactly once");
             }
         }
     }
@@ -256,7 +272,7 @@ mod tests {
         let a = Pattern::new(640, 480);
         let b = Pattern::new(640, 480);
         for seq in [1, 2, 159, 160, 161, 12345] {
-            assert!(a.render(seq) == b.render(seq), "seq {seq}");
+            assert!(render(&a, seq) == render(&b, seq), "seq {seq}");
         }
     }
 
@@ -265,7 +281,7 @@ mod tests {
         let pattern = Pattern::new(640, 480);
         let block_rows = 10 * cell_size(640, 480).unwrap();
         for seq in 1..200 {
-            let (a, b) = (pattern.render(seq), pattern.render(seq + 1));
+            let (a, b) = (render(&pattern, seq), render(&pattern, seq + 1));
             let below = block_rows * 640 * 3;
             assert!(a[below..] != b[below..], "seq {seq} -> {}", seq + 1);
         }
@@ -275,7 +291,7 @@ mod tests {
     fn the_pattern_repeats_after_scrolling_a_whole_width_apart_from_the_seq() {
         let pattern = Pattern::new(640, 480);
         let below = 80 * 640 * 3;
-        let (first, again) = (pattern.render(1), pattern.render(641));
+        let (first, again) = (render(&pattern, 1), render(&pattern, 641));
         assert!(first[below..] == again[below..]);
         assert!(first[..below] != again[..below], "the seq block differs");
     }
@@ -294,14 +310,14 @@ mod tests {
     fn read_seq_reads_what_render_drew() {
         let pattern = Pattern::new(640, 480);
         for seq in [0, 1, 2, 0xdead_beef, u64::MAX, 1 << 63] {
-            assert_eq!(read_seq(&pattern.render(seq), 640, 480), Some(seq));
+            assert_eq!(read_seq(&render(&pattern, seq), 640, 480), Some(seq));
         }
     }
 
     #[test]
     fn read_seq_rejects_what_is_not_a_seq_block() {
         let pattern = Pattern::new(640, 480);
-        let pixels = pattern.render(7);
+        let pixels = render(&pattern, 7);
         assert_eq!(read_seq(&pixels[1..], 640, 480), None, "wrong length");
         assert_eq!(read_seq(&[0; 9 * 9 * 3], 9, 9), None, "too small");
         assert_eq!(read_seq(&vec![0; 640 * 480 * 3], 640, 480), None, "black");
@@ -319,7 +335,7 @@ mod tests {
     proptest! {
         #[test]
         fn read_seq_round_trips(seq in any::<u64>(), w in 10u32..400, h in 10u32..300) {
-            let pixels = Pattern::new(w, h).render(seq);
+            let pixels = render(&Pattern::new(w, h), seq);
             prop_assert_eq!(read_seq(&pixels, w, h), Some(seq));
         }
     }

@@ -7,9 +7,11 @@ use crate::BoxError;
 use crate::time::Timestamp;
 
 mod image;
+mod pool;
 mod registry;
 
 pub use image::{Image, ImageError, PixelFormat};
+pub use pool::FramePool;
 pub use registry::{CameraContext, CameraKind, CameraRegistry};
 
 /// What a camera can do, as far as the server needs to know. Read it after [`Camera::open`].
