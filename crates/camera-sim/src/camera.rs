@@ -666,7 +666,11 @@ mod tests {
                 picture.render(seq, &mut afresh, None);
                 assert!(got == &afresh[..], "{spec}: seq {seq}");
             }
-            assert!(buffers.len() <= 4, "{spec}: {} buffers for 200 frames", buffers.len());
+            assert!(
+                buffers.len() <= 4,
+                "{spec}: {} buffers for 200 frames",
+                buffers.len()
+            );
         }
     }
 

@@ -26,13 +26,13 @@ pub struct BenchArgs {
     /// README's figures use) or pattern (flat colour bars, which flatter every encoder).
     #[arg(long, value_enum, default_value_t = BenchScene::Natural)]
     scene: BenchScene,
-    /// Seconds each streaming measurement runs.
+    /// Seconds each streaming measurement runs (one-client figures: the best of 3 such rounds).
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
     /// Single shots for the round-trip latency figure.
     #[arg(long, default_value_t = 100)]
     shots: usize,
-    /// Frames each encode-alone figure averages over.
+    /// Frames each encode-alone figure averages over (in each of 3 rounds; the best counts).
     #[arg(long, default_value_t = 100)]
     frames: usize,
     /// Only the encode-alone figures (every backend, RGB and NV12 input), e.g. under emulation.
@@ -106,7 +106,7 @@ async fn bench_serving(args: &BenchArgs, size: &str, costs: &EncodeCosts) -> Res
     let idle = server.cpu_seconds()?;
     tokio::time::sleep(window).await;
     let idle_pct = (server.cpu_seconds()? - idle) / window.as_secs_f64() * 100.0;
-    let one = stream_clients(&server.addr, server.child.id(), 1, window).await?;
+    let one = best_one_client(&server, window).await?;
     let sixteen = stream_clients(&server.addr, server.child.id(), 16, window).await?;
     let rss_fast = server.peak_rss_kib()?;
     drop(server);
@@ -202,23 +202,28 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
                 Passthrough::Stamped,
             );
             let mut encoded = Vec::with_capacity(count);
-            let mut cpu = 0.0;
+            let mut best_cpu = f64::INFINITY;
             let mut converted = true;
-            for c in &captured {
-                // Converted (untimed) just before it is encoded, so the frame is in the cache
-                // as a frame the camera just delivered is.
-                let image = &c.image;
-                let input = Captured {
-                    image: from_rgb24(format, image.width(), image.height(), image.data())
-                        .context("converting the scene")?,
-                    ..c.clone()
-                };
-                converted = !encoder.takes(&input.image);
-                let t = thread_cpu_seconds()?;
-                encoded.push(std::hint::black_box(encoder.encode(input)?));
-                cpu += thread_cpu_seconds()? - t;
+            for _ in 0..ROUNDS {
+                encoded.clear();
+                let mut cpu = 0.0;
+                for c in &captured {
+                    // Converted (untimed) just before it is encoded, so the frame is in the
+                    // cache as a frame the camera just delivered is.
+                    let image = &c.image;
+                    let input = Captured {
+                        image: from_rgb24(format, image.width(), image.height(), image.data())
+                            .context("converting the scene")?,
+                        ..c.clone()
+                    };
+                    converted = !encoder.takes(&input.image);
+                    let t = thread_cpu_seconds()?;
+                    encoded.push(std::hint::black_box(encoder.encode(input)?));
+                    cpu += thread_cpu_seconds()? - t;
+                }
+                best_cpu = best_cpu.min(cpu);
             }
-            let ms = cpu * 1000.0 / count as f64;
+            let ms = best_cpu * 1000.0 / count as f64;
             let kb =
                 encoded.iter().map(|f| f.jpeg.len()).sum::<usize>() as f64 / count as f64 / 1000.0;
             let how = if converted {
@@ -319,18 +324,23 @@ async fn exec_cameras_in(
     let raw = scratch.join(format!("{size}.nv12"));
     std::fs::write(&raw, nv12.data()).with_context(|| format!("writing {}", raw.display()))?;
 
-    let camera = format!(
-        "exec:ffmpeg -loglevel error -re -stream_loop -1 -f rawvideo -pix_fmt nv12 -s {size} \
-         -framerate {CAMERA_FPS} -i {} -f rawvideo -#format=nv12&size={size}",
+    let ffmpeg = format!(
+        "-loglevel error -re -stream_loop -1 -f rawvideo -pix_fmt nv12 -s {size} \
+         -framerate {CAMERA_FPS} -i {} -f rawvideo -",
         raw.display()
     );
-    let server = ServerProcess::start(args, &camera)?;
-    let one = stream_clients(&server.addr, server.child.id(), 1, window).await?;
+    let server = ServerProcess::start(
+        args,
+        &format!("exec:ffmpeg {ffmpeg}#format=nv12&size={size}"),
+    )?;
+    let one = best_one_client(&server, window).await?;
     drop(server);
+    let read_ms = pipe_read_ms(&ffmpeg, nv12.data().len(), window)?;
     println!(
-        "exec: NV12 camera at {CAMERA_FPS} fps, 1 client: server CPU {:.3} ms per delivered frame ({:.2}x the best NV12 encode alone; target <= 1.10x)",
+        "exec: NV12 camera at {CAMERA_FPS} fps, 1 client: server CPU {:.3} ms per delivered frame ({:.2}x the best NV12 encode alone; target <= 1.10x); reading a frame from the pipe alone costs {read_ms:.3} ms, the rest is {:.2}x the encode alone",
         one.cpu_per_delivered_ms,
-        one.cpu_per_delivered_ms / costs.best_nv12_ms
+        one.cpu_per_delivered_ms / costs.best_nv12_ms,
+        (one.cpu_per_delivered_ms - read_ms) / costs.best_nv12_ms
     );
     passthrough(args, &jpeg, window).await
 }
@@ -379,6 +389,42 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
         "idle CPU, exec: camera at {CAMERA_FPS} fps, no client {idle_pct:6.2} % of a core beyond the child's own (target < 1 %)"
     );
     Ok(())
+}
+
+/// What an `exec:` camera's pipe costs on its own: ffmpeg run with `args` (raw frames of
+/// `frame_len` bytes on its standard output), read by a thread of this process through a pipe
+/// grown to a frame, as the pipe camera grows it, for `window`. CPU per frame, in milliseconds.
+fn pipe_read_ms(args: &str, frame_len: usize, window: Duration) -> Result<f64> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    let mut child = Command::new("ffmpeg")
+        .args(args.split_whitespace())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting ffmpeg for the pipe-read figure")?;
+    let mut out = child.stdout.take().context("no stdout from ffmpeg")?;
+    let grow = i32::try_from(frame_len.min(1 << 20)).unwrap_or(1 << 20);
+    #[allow(unsafe_code)]
+    // SAFETY: fcntl on a pipe descriptor we own; F_SETPIPE_SZ takes an int and touches no memory.
+    let _ = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, grow) };
+    let reader = std::thread::spawn(move || -> Result<(f64, u64)> {
+        let mut frame = vec![0u8; frame_len];
+        // The first frame starts the clock: ffmpeg's own start is not the pipe's cost.
+        out.read_exact(&mut frame)?;
+        let (cpu, end) = (thread_cpu_seconds()?, Instant::now() + window);
+        let mut frames = 0;
+        while Instant::now() < end {
+            out.read_exact(&mut frame)?;
+            frames += 1;
+        }
+        Ok((thread_cpu_seconds()? - cpu, frames))
+    });
+    let result = reader.join();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (cpu, frames) = result.map_err(|_| anyhow::anyhow!("the pipe reader panicked"))??;
+    Ok(cpu * 1000.0 / frames.max(1) as f64)
 }
 
 /// GStreamer serving `jpeg` in a loop as multipart over TCP to `n` clients: its CPU per
@@ -685,6 +731,28 @@ struct Throughput {
     delivered: u64,
     cpu_per_delivered_ms: f64,
     cpu_per_captured_ms: f64,
+}
+
+/// Rounds of the figures compared with a target ratio (the one-client server CPU, the encode
+/// alone): the best of them counts. This machine's speed changes from second to second (a
+/// shared VM: the same encode measured 0.78 ms in one run and 1.0 ms in the next), and the
+/// least a piece of work took is its cost with the least interference.
+const ROUNDS: usize = 3;
+
+/// One client streaming from `server` for `ROUNDS` windows: the round with the least server CPU
+/// per delivered frame.
+async fn best_one_client(server: &ServerProcess, window: Duration) -> Result<Throughput> {
+    let mut best: Option<Throughput> = None;
+    for _ in 0..ROUNDS {
+        let round = stream_clients(&server.addr, server.child.id(), 1, window).await?;
+        if best
+            .as_ref()
+            .is_none_or(|b| round.cpu_per_delivered_ms < b.cpu_per_delivered_ms)
+        {
+            best = Some(round);
+        }
+    }
+    best.context("no round was run")
 }
 
 /// `n` clients stream from `addr` (a legacy `HOST:PORT` or an `http://` stream URL) for
