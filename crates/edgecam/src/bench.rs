@@ -215,6 +215,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
                 ms,
                 frames: encoded,
                 converted,
+                ..
             } = best.context("no encode round was run")?;
             let kb = encoded.iter().map(|f| f.jpeg.len()).sum::<usize>() as f64
                 / encoded.len().max(1) as f64
@@ -270,6 +271,8 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
 struct EncodeRound {
     /// CPU per frame, in milliseconds.
     ms: f64,
+    /// Frames timed (all but the first).
+    timed: usize,
     frames: Vec<Frame>,
     /// Whether the backend took the input converted to RGB first.
     converted: bool,
@@ -302,7 +305,8 @@ fn encode_round(
         }
     }
     Ok(EncodeRound {
-        ms: cpu * 1000.0 / f64::from(timed.max(1)),
+        ms: cpu * 1000.0 / timed.max(1) as f64,
+        timed,
         frames,
         converted,
     })
@@ -320,14 +324,15 @@ impl EncodeCosts {
         };
         let backend = (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?;
         let mut encoder = Encoder::new(backend, self.quality, Passthrough::Stamped);
-        let (mut total_ms, mut rounds) = (0.0, 0);
-        while total_ms < ENCODE_BESIDE.as_secs_f64() * 1000.0 || rounds == 0 {
+        let (mut total_ms, mut timed, mut rounds) = (0.0, 0, 0);
+        // Bounded however fast the encoder is.
+        while (total_ms < ENCODE_BESIDE.as_secs_f64() * 1000.0 && rounds < 1000) || rounds == 0 {
             let round = encode_round(&mut encoder, &self.captured, format)?;
-            total_ms += round.ms * round.frames.len().saturating_sub(1).max(1) as f64;
+            total_ms += round.ms * round.timed as f64;
+            timed += round.timed;
             rounds += 1;
         }
-        let frames = rounds * self.captured.len().saturating_sub(1).max(1);
-        Ok(total_ms / frames as f64)
+        Ok(total_ms / timed.max(1) as f64)
     }
 
     /// One frame of the scene as the camera drew it (RGB).
@@ -478,22 +483,33 @@ fn pipe_read_ms(args: &str, frame_len: usize, window: Duration) -> Result<f64> {
     #[allow(unsafe_code)]
     // SAFETY: fcntl on a pipe descriptor we own; F_SETPIPE_SZ takes an int and touches no memory.
     let _ = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, grow) };
-    let reader = std::thread::spawn(move || -> Result<(f64, u64)> {
-        let mut frame = vec![0u8; frame_len];
-        // The first frame starts the clock: ffmpeg's own start is not the pipe's cost.
-        out.read_exact(&mut frame)?;
-        let (cpu, end) = (thread_cpu_seconds()?, Instant::now() + window);
-        let mut frames = 0;
-        while Instant::now() < end {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let read = (|| -> Result<(f64, u64)> {
+            let mut frame = vec![0u8; frame_len];
+            // The first frame starts the clock: ffmpeg's own start is not the pipe's cost.
             out.read_exact(&mut frame)?;
-            frames += 1;
-        }
-        Ok((thread_cpu_seconds()? - cpu, frames))
+            let (cpu, end) = (thread_cpu_seconds()?, Instant::now() + window);
+            let mut frames = 0;
+            while Instant::now() < end {
+                out.read_exact(&mut frame)?;
+                frames += 1;
+            }
+            Ok((thread_cpu_seconds()? - cpu, frames))
+        })();
+        let _ = done.send(read);
     });
-    let result = reader.join();
+    // A stuck ffmpeg must not hang the bench: killing it ends the reader's read.
+    let result = result.recv_timeout(window + CAMERA_START_WAIT);
     let _ = child.kill();
     let _ = child.wait();
-    let (cpu, frames) = result.map_err(|_| anyhow::anyhow!("the pipe reader panicked"))??;
+    let (cpu, frames) = match result {
+        Ok(read) => read.context("reading ffmpeg's frames for the pipe-read figure")?,
+        Err(_) => bail!(
+            "ffmpeg gave no frames for the pipe-read figure within {} s",
+            (window + CAMERA_START_WAIT).as_secs()
+        ),
+    };
     Ok(cpu * 1000.0 / frames.max(1) as f64)
 }
 
