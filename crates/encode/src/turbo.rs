@@ -20,6 +20,8 @@ pub struct TurboBackend {
     y: Vec<u8>,
     u: Vec<u8>,
     v: Vec<u8>,
+    /// A YUYV row's interleaved chroma, reused.
+    chroma: Vec<u8>,
 }
 
 impl std::fmt::Debug for TurboBackend {
@@ -40,6 +42,7 @@ impl TurboBackend {
             y: Vec::new(),
             u: Vec::new(),
             v: Vec::new(),
+            chroma: Vec::new(),
         })
     }
 
@@ -126,14 +129,20 @@ impl JpegBackend for TurboBackend {
                 }
             }
             PixelFormat::Yuyv => {
-                yuyv_planes(image, &mut self.y, &mut self.u, &mut self.v);
+                yuyv_planes(
+                    image,
+                    &mut self.y,
+                    &mut self.u,
+                    &mut self.v,
+                    &mut self.chroma,
+                );
                 YuvPlanesImage {
                     y_plane: &self.y[..],
                     u_plane: &self.u[..],
                     v_plane: &self.v[..],
                     width,
                     height,
-                    y_stride: width,
+                    y_stride: 2 * cw,
                     u_stride: cw,
                     v_stride: cw,
                     subsamp: Subsamp::Sub2x1,
