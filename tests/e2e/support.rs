@@ -111,7 +111,7 @@ impl TestServer {
         transport: TcpTransport,
     ) -> TestServer {
         let stop = CancellationToken::new();
-        let encoder = Encoder::new(Box::new(RustBackend), 75, Passthrough::Stamped);
+        let encoder = Encoder::new(Box::<RustBackend>::default(), 75, Passthrough::Stamped);
         let server = Server::start(transport, camera, encoder, clock, config, stop.clone())
             .await
             .unwrap();

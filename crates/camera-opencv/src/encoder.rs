@@ -48,12 +48,7 @@ impl JpegBackend for OpenCvEncoder {
         matches!(image.format, PixelFormat::Bgr24 | PixelFormat::Rgb24)
     }
 
-    fn encode(
-        &mut self,
-        image: &RawImage<'_>,
-        quality: u8,
-        out: &mut Vec<u8>,
-    ) -> Result<(), BoxError> {
+    fn encode(&mut self, image: &RawImage<'_>, quality: u8) -> Result<&[u8], BoxError> {
         let (width, height) = (image.width, image.height);
         let bgr = self.to_bgr.convert(image)?;
         let params = Vector::from_slice(&[IMWRITE_JPEG_QUALITY, i32::from(quality.clamp(1, 100))]);
@@ -65,9 +60,7 @@ impl JpegBackend for OpenCvEncoder {
                 image.format
             ))));
         }
-        out.clear();
-        out.extend_from_slice(self.encoded.as_slice());
-        Ok(())
+        Ok(self.encoded.as_slice())
     }
 }
 
@@ -105,12 +98,11 @@ mod tests {
     #[test]
     fn bgr_packed_and_strided_and_rgb_encode_to_the_same_colours() {
         let mut encoder = OpenCvEncoder::new();
-        let mut out = Vec::new();
         let bgr =
             Image::packed(PixelFormat::Bgr24, 32, 16, [200u8, 100, 50].repeat(32 * 16)).unwrap();
         let raw = RawImage::of(&bgr);
         assert!(encoder.takes(&raw));
-        encoder.encode(&raw, 90, &mut out).unwrap();
+        let out = encoder.encode(&raw, 90).unwrap().to_vec();
         assert_eq!(jpeg::dimensions(&out), Some((32, 16)));
         assert_eq!(luma_sampling(&out), (2, 2), "4:2:0");
         let got = decoded_pixel(&out, 8, 16);
@@ -123,9 +115,10 @@ mod tests {
         }
         let strided =
             Image::with_strides(PixelFormat::Bgr24, 32, 16, [32 * 3 + 8, 0, 0], padded).unwrap();
-        encoder
-            .encode(&RawImage::of(&strided), 90, &mut out)
-            .unwrap();
+        let out = encoder
+            .encode(&RawImage::of(&strided), 90)
+            .unwrap()
+            .to_vec();
         let got = decoded_pixel(&out, 15, 31);
         assert!(
             close(got, [200, 100, 50]),
@@ -135,7 +128,7 @@ mod tests {
         let rgb =
             Image::packed(PixelFormat::Rgb24, 32, 16, [50u8, 100, 200].repeat(32 * 16)).unwrap();
         assert!(encoder.takes(&RawImage::of(&rgb)));
-        encoder.encode(&RawImage::of(&rgb), 90, &mut out).unwrap();
+        let out = encoder.encode(&RawImage::of(&rgb), 90).unwrap().to_vec();
         let got = decoded_pixel(&out, 8, 16);
         assert!(close(got, [200, 100, 50]), "RGB swapped to BGR: {got:?}");
 
@@ -157,17 +150,9 @@ mod tests {
             .collect();
         let image = Image::packed(PixelFormat::Bgr24, 64, 64, pixels).unwrap();
         let mut encoder = OpenCvEncoder::new();
-        let (mut low, mut high) = (Vec::new(), Vec::new());
-        encoder.encode(&RawImage::of(&image), 20, &mut low).unwrap();
-        encoder
-            .encode(&RawImage::of(&image), 95, &mut high)
-            .unwrap();
-        assert!(
-            low.len() * 2 < high.len(),
-            "{} vs {}",
-            low.len(),
-            high.len()
-        );
+        let low = encoder.encode(&RawImage::of(&image), 20).unwrap().len();
+        let high = encoder.encode(&RawImage::of(&image), 95).unwrap().len();
+        assert!(low * 2 < high, "{low} vs {high}");
     }
 
     #[test]

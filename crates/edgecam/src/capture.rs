@@ -314,7 +314,7 @@ mod tests {
         let stop = CancellationToken::new();
         let done = CaptureLoop {
             camera: Box::new(camera),
-            encoder: Encoder::new(Box::new(RustBackend), 80, Passthrough::Stamped),
+            encoder: Encoder::new(Box::<RustBackend>::default(), 80, Passthrough::Stamped),
             clock: Arc::new(ManualClock::new(Timestamp(1))),
             demand,
             frames,

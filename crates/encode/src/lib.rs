@@ -35,14 +35,10 @@ pub trait JpegBackend: Send + fmt::Debug {
     /// first, once.
     fn takes(&self, image: &RawImage<'_>) -> bool;
 
-    /// Encodes `image` at `quality` (1 to 100), 4:2:0, writing one whole JPEG into `out`, which
-    /// is cleared first. Called only with images `takes` accepted, or packed RGB24.
-    fn encode(
-        &mut self,
-        image: &RawImage<'_>,
-        quality: u8,
-        out: &mut Vec<u8>,
-    ) -> Result<(), BoxError>;
+    /// Encodes `image` at `quality` (1 to 100), 4:2:0, into one whole JPEG in the backend's own
+    /// buffer, lent until the next call: the [`Encoder`] copies it once, into the frame. Called
+    /// only with images `takes` accepted, or packed RGB24.
+    fn encode(&mut self, image: &RawImage<'_>, quality: u8) -> Result<&[u8], BoxError>;
 }
 
 /// Raw pixels borrowed for one encode: an [`Image`]'s planes, or the encoder's own RGB buffer.
@@ -105,15 +101,13 @@ pub enum Passthrough {
     Untouched,
 }
 
-/// Turns what a camera captured into a [`Frame`]. Owns its backend and scratch buffers, so
+/// Turns what a camera captured into a [`Frame`]. Owns its backend and scratch buffer, so
 /// frames after the first allocate only the JPEG they produce.
 #[derive(Debug)]
 pub struct Encoder {
     backend: Box<dyn JpegBackend>,
     quality: u8,
     passthrough: Passthrough,
-    /// The backend's output, reused.
-    scratch: Vec<u8>,
     /// RGB24 for backends that do not take a format, reused.
     rgb: Vec<u8>,
 }
@@ -125,7 +119,6 @@ impl Encoder {
             backend,
             quality: quality.clamp(1, 100),
             passthrough,
-            scratch: Vec::new(),
             rgb: Vec::new(),
         }
     }
@@ -156,10 +149,10 @@ impl Encoder {
                     .map_or_else(|| image.data().clone(), Bytes::from),
             }
         } else {
-            self.encode_raw(&image)?;
+            let encoded = self.encode_raw(&image)?;
             // One copy: into an exact-size buffer, with the stamp after SOI.
-            jpeg::prepare_passthrough(&self.scratch, Some(stamp))
-                .map_or_else(|| Bytes::copy_from_slice(&self.scratch), Bytes::from)
+            jpeg::prepare_passthrough(encoded, Some(stamp))
+                .map_or_else(|| Bytes::copy_from_slice(encoded), Bytes::from)
         };
         Ok(Frame {
             jpeg,
@@ -170,7 +163,7 @@ impl Encoder {
         })
     }
 
-    fn encode_raw(&mut self, image: &Image) -> Result<(), EncodeError> {
+    fn encode_raw(&mut self, image: &Image) -> Result<&[u8], EncodeError> {
         let error = |backend: &'static str, source: BoxError| EncodeError::Backend {
             backend,
             format: image.format(),
@@ -183,7 +176,7 @@ impl Encoder {
         if self.backend.takes(&raw) {
             return self
                 .backend
-                .encode(&raw, self.quality, &mut self.scratch)
+                .encode(&raw, self.quality)
                 .map_err(|e| error(name, e));
         }
         convert::to_rgb24(&raw, &mut self.rgb);
@@ -194,7 +187,7 @@ impl Encoder {
             ..raw
         };
         self.backend
-            .encode(&rgb, self.quality, &mut self.scratch)
+            .encode(&rgb, self.quality)
             .map_err(|e| error(name, e))
     }
 }

@@ -144,15 +144,15 @@ fn strided_frames_encode_like_packed_ones() {
 #[test]
 fn passthrough_is_stamped_or_untouched() {
     let rgb = Image::packed(PixelFormat::Rgb24, 16, 16, scene(16, 16)).unwrap();
-    let mut camera_jpeg = Vec::new();
-    RustBackend
-        .encode(&RawImage::of(&rgb), 80, &mut camera_jpeg)
-        .unwrap();
+    let camera_jpeg = RustBackend::default()
+        .encode(&RawImage::of(&rgb), 80)
+        .unwrap()
+        .to_vec();
     assert_eq!(jpeg::Stamp::find(&camera_jpeg), None);
     let camera_jpeg = Bytes::from(camera_jpeg);
     let image = || Image::jpeg(16, 16, camera_jpeg.clone()).unwrap();
 
-    let untouched = Encoder::new(Box::new(RustBackend), 80, Passthrough::Untouched)
+    let untouched = Encoder::new(Box::<RustBackend>::default(), 80, Passthrough::Untouched)
         .encode(captured(image()))
         .unwrap();
     assert_eq!(untouched.jpeg.as_ptr(), camera_jpeg.as_ptr(), "no copy");
@@ -192,7 +192,7 @@ fn backends_by_name() {
         BackendKind {
             name: "middle",
             summary: "",
-            start: || Ok(Box::new(RustBackend)),
+            start: || Ok(Box::<RustBackend>::default()),
         },
         &["rust"],
     );

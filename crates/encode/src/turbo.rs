@@ -72,12 +72,7 @@ impl JpegBackend for TurboBackend {
         )
     }
 
-    fn encode(
-        &mut self,
-        image: &RawImage<'_>,
-        quality: u8,
-        out: &mut Vec<u8>,
-    ) -> Result<(), BoxError> {
+    fn encode(&mut self, image: &RawImage<'_>, quality: u8) -> Result<&[u8], BoxError> {
         if self.quality != Some(quality) {
             self.compressor.set_quality(i32::from(quality))?;
             self.quality = Some(quality);
@@ -99,7 +94,7 @@ impl JpegBackend for TurboBackend {
                     },
                 };
                 let max = self.compressor.buf_len(width, height)?;
-                return compress_into(&mut self.buf, out, max, |buf| {
+                return compress_into(&mut self.buf, max, |buf| {
                     self.compressor.compress_to_slice(rgb, buf)
                 });
             }
@@ -153,7 +148,7 @@ impl JpegBackend for TurboBackend {
         let planes = pad_planes(planes, &mut self.pad)?;
         self.compressor.set_subsamp(planes.subsamp)?;
         let max = self.compressor.buf_len(width, height)?;
-        compress_into(&mut self.buf, out, max, |buf| {
+        compress_into(&mut self.buf, max, |buf| {
             self.compressor.compress_yuv_planes_to_slice(&planes, buf)
         })
     }
@@ -203,19 +198,16 @@ fn pad_planes<'a>(
     })
 }
 
-/// Runs `compress` on `buf` (grown to `max` bytes once, never shrunk: no clearing per frame),
-/// then copies what it wrote into `out`.
+/// Runs `compress` on `buf` (grown to `max` bytes once, never shrunk: no clearing per frame) and
+/// lends what it wrote.
 fn compress_into(
     buf: &mut Vec<u8>,
-    out: &mut Vec<u8>,
     max: usize,
     compress: impl FnOnce(&mut [u8]) -> turbojpeg::Result<usize>,
-) -> Result<(), BoxError> {
+) -> Result<&[u8], BoxError> {
     if buf.len() < max {
         buf.resize(max, 0);
     }
     let len = compress(buf)?;
-    out.clear();
-    out.extend_from_slice(&buf[..len]);
-    Ok(())
+    Ok(&buf[..len])
 }
