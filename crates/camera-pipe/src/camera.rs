@@ -10,6 +10,7 @@ use edgecam_core::camera::{Camera, CameraError, Capabilities, Captured};
 use edgecam_core::time::Clock;
 use tokio::io::AsyncRead;
 use tokio::net::unix::pipe;
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -50,6 +51,11 @@ pub struct PipeCamera {
     /// `pipe:-` reached its end: standard input cannot be read again.
     stdin_ended: bool,
     last_returned: Option<u64>,
+    /// The runtime the source is opened and read on: the one current when the camera was made
+    /// (the server's), whichever thread opens it later. The capture loop reopens a camera on
+    /// its own thread, which blocks while it encodes; a reader there would leave the pipe
+    /// undrained meanwhile.
+    runtime: Option<Handle>,
 }
 
 /// The reader of an open camera.
@@ -65,7 +71,8 @@ struct Running {
 
 impl PipeCamera {
     /// A camera for `config`, called `name` in logs and errors (the spec as written), stamping
-    /// frames with `clock`. Nothing runs until `open`.
+    /// frames with `clock`. Nothing runs until `open`; then it runs on the runtime current now,
+    /// if any (else on the one `open` is called on).
     pub fn new(name: String, config: PipeConfig, clock: Arc<dyn Clock>) -> PipeCamera {
         PipeCamera {
             name,
@@ -76,6 +83,7 @@ impl PipeCamera {
             open: None,
             stdin_ended: false,
             last_returned: None,
+            runtime: Handle::try_current().ok(),
         }
     }
 
@@ -108,90 +116,24 @@ impl PipeCamera {
         }
     }
 
-    /// Opens the source: the input to read, the child if any, and whether to pace reading.
-    async fn open_input(&mut self) -> Result<Input, CameraError> {
-        match &self.config.source {
-            Source::Exec { program, args } => {
-                let (child, stdout) =
-                    ChildProc::spawn(&self.name, program, args, self.config.frame_len())
-                        .map_err(|e| self.open_error(e))?;
-                Ok(Input {
-                    read: Box::new(stdout),
-                    child: Some(child),
-                    regular_file: false,
-                    fifo: false,
-                })
-            }
-            Source::Stdin => {
-                if self.stdin_ended {
-                    return Err(self.open_error(PipeError::StdinEnded));
-                }
-                let file = std::io::stdin()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map(std::fs::File::from)
-                    .map_err(|source| {
-                        self.open_error(PipeError::Path {
-                            path: "standard input".to_owned(),
-                            source,
-                        })
-                    })?;
-                let kind = file.metadata().map(|m| m.file_type()).map_err(|source| {
-                    self.open_error(PipeError::Path {
-                        path: "standard input".to_owned(),
-                        source,
-                    })
-                })?;
-                if kind.is_fifo() {
-                    let receiver = pipe::Receiver::from_file(file).map_err(|source| {
-                        self.open_error(PipeError::Path {
-                            path: "standard input".to_owned(),
-                            source,
-                        })
-                    })?;
-                    Ok(Input::stream(Box::new(receiver), false))
-                } else if kind.is_file() {
-                    Ok(Input {
-                        read: Box::new(tokio::fs::File::from_std(file)),
-                        child: None,
-                        regular_file: true,
-                        fifo: false,
-                    })
-                } else if kind.is_char_device() {
-                    Err(self.open_error(PipeError::StdinUnusable("a terminal or a device")))
-                } else {
-                    Err(self.open_error(PipeError::StdinUnusable("not a pipe or a file")))
-                }
-            }
-            Source::Path(path) => {
-                let shown = path.display().to_string();
-                let path_error = |source| PipeError::Path {
-                    path: shown.clone(),
-                    source,
-                };
-                let meta = tokio::fs::metadata(path)
-                    .await
-                    .map_err(|e| self.open_error(path_error(e)))?;
-                if meta.file_type().is_fifo() {
-                    // Non-blocking: no writer is needed to open it, and none is waited for here.
-                    let receiver = pipe::OpenOptions::new()
-                        .open_receiver(path)
-                        .map_err(|e| self.open_error(path_error(e)))?;
-                    Ok(Input::stream(Box::new(receiver), true))
-                } else if meta.is_file() {
-                    let file = tokio::fs::File::open(path)
-                        .await
-                        .map_err(|e| self.open_error(path_error(e)))?;
-                    Ok(Input {
-                        read: Box::new(file),
-                        child: None,
-                        regular_file: true,
-                        fifo: false,
-                    })
-                } else {
-                    Err(self.open_error(PipeError::NotAFile { path: shown }))
-                }
-            }
+    /// Opens the source on `runtime`: the input to read, the child if any, and whether to pace
+    /// reading. A pipe is registered with the runtime it is opened on, whose I/O driver wakes
+    /// its reader; opened on the capture thread's, it would be read only between encodes.
+    async fn open_input(&self, runtime: &Handle) -> Result<Input, CameraError> {
+        if self.config.source == Source::Stdin && self.stdin_ended {
+            return Err(self.open_error(PipeError::StdinEnded));
+        }
+        let (name, source, frame_len) = (
+            self.name.clone(),
+            self.config.source.clone(),
+            self.config.frame_len(),
+        );
+        let opened = runtime
+            .spawn(async move { open_source(&name, &source, frame_len).await })
+            .await;
+        match opened {
+            Ok(opened) => opened.map_err(|e| self.open_error(e)),
+            Err(_) => Err(self.open_error(PipeError::RuntimeGone)),
         }
     }
 
@@ -213,6 +155,78 @@ impl PipeCamera {
     fn note_end(&mut self, ended: &Ended) {
         if self.config.source == Source::Stdin && matches!(ended.why, EndReason::Eof { .. }) {
             self.stdin_ended = true;
+        }
+    }
+}
+
+/// Opens `source` for the camera called `name`: the input to read, the child if any, and
+/// whether to pace reading.
+async fn open_source(
+    name: &str,
+    source: &Source,
+    frame_len: Option<usize>,
+) -> Result<Input, PipeError> {
+    match source {
+        Source::Exec { program, args } => {
+            let (child, stdout) = ChildProc::spawn(name, program, args, frame_len)?;
+            Ok(Input {
+                read: Box::new(stdout),
+                child: Some(child),
+                regular_file: false,
+                fifo: false,
+            })
+        }
+        Source::Stdin => {
+            let stdin_error = |source| PipeError::Path {
+                path: "standard input".to_owned(),
+                source,
+            };
+            let file = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map(std::fs::File::from)
+                .map_err(stdin_error)?;
+            let kind = file.metadata().map_err(stdin_error)?.file_type();
+            if kind.is_fifo() {
+                let receiver = pipe::Receiver::from_file(file).map_err(stdin_error)?;
+                Ok(Input::stream(Box::new(receiver), false))
+            } else if kind.is_file() {
+                Ok(Input {
+                    read: Box::new(tokio::fs::File::from_std(file)),
+                    child: None,
+                    regular_file: true,
+                    fifo: false,
+                })
+            } else if kind.is_char_device() {
+                Err(PipeError::StdinUnusable("a terminal or a device"))
+            } else {
+                Err(PipeError::StdinUnusable("not a pipe or a file"))
+            }
+        }
+        Source::Path(path) => {
+            let shown = path.display().to_string();
+            let path_error = |source| PipeError::Path {
+                path: shown.clone(),
+                source,
+            };
+            let meta = tokio::fs::metadata(path).await.map_err(path_error)?;
+            if meta.file_type().is_fifo() {
+                // Non-blocking: no writer is needed to open it, and none is waited for here.
+                let receiver = pipe::OpenOptions::new()
+                    .open_receiver(path)
+                    .map_err(path_error)?;
+                Ok(Input::stream(Box::new(receiver), true))
+            } else if meta.is_file() {
+                let file = tokio::fs::File::open(path).await.map_err(path_error)?;
+                Ok(Input {
+                    read: Box::new(file),
+                    child: None,
+                    regular_file: true,
+                    fifo: false,
+                })
+            } else {
+                Err(PipeError::NotAFile { path: shown })
+            }
         }
     }
 }
@@ -244,7 +258,8 @@ impl Camera for PipeCamera {
 
     async fn open(&mut self) -> Result<Capabilities, CameraError> {
         self.stop_reader().await;
-        let input = self.open_input().await?;
+        let runtime = self.runtime.clone().unwrap_or_else(Handle::current);
+        let input = self.open_input(&runtime).await?;
         let config = &self.config;
         let framer = match (config.size, config.frame_len()) {
             (Some((width, height)), Some(len)) => Framer::raw(config.format, width, height, len),
@@ -275,7 +290,7 @@ impl Camera for PipeCamera {
             slot: slot_tx,
             stop: stop_rx,
         };
-        let task = tokio::spawn(reader.run());
+        let task = runtime.spawn(reader.run());
         let mut running = Running {
             slot: slot.clone(),
             stop: Some(stop),

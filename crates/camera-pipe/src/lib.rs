@@ -107,6 +107,8 @@ pub enum PipeError {
         "standard input is {0}; pipe frames into it, e.g. `ffmpeg ... -f mjpeg - | edgecam ...`"
     )]
     StdinUnusable(&'static str),
+    #[error("the runtime that reads it is shutting down")]
+    RuntimeGone,
 }
 
 /// `exec:COMMAND`: frames from a command's standard output.

@@ -100,7 +100,8 @@ impl CaptureLoop {
     /// blocks for milliseconds, and a dedicated thread does it without a hand-off per frame and
     /// without holding up the sessions' runtime. The receiver completes when the loop is done.
     pub fn spawn(self) -> std::io::Result<oneshot::Receiver<()>> {
-        // I/O too: reopening a camera may start a process and read its pipe (`exec:`).
+        // I/O too, for a camera that does its own on the thread that opens it (the pipe
+        // camera does not: it reads on the runtime it was made on).
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -1,6 +1,7 @@
 //! `exec:` with small shell children whose output we know.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use edgecam_camera_pipe::{exec_kind, pipe_kind};
 use edgecam_core::camera::{Camera, CameraContext, CameraRegistry, PixelFormat};
@@ -70,6 +71,37 @@ async fn a_fast_writer_gives_the_newest_frame_without_a_backlog() {
     let after = next(&mut camera).await;
     assert!(after.seq > later.seq);
     camera.close().await.unwrap();
+}
+
+/// The capture loop reopens a lost camera on its own thread, which then blocks for every encode.
+/// The source is read on the runtime the camera was made on, so the pipe is drained meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_camera_opened_on_a_busy_thread_is_read_on_the_runtime_it_was_made_on() {
+    let mut camera = camera(
+        "exec:sh -c 'i=0; while :; do printf %016d $i; i=$((i+1)); done'#format=yuyv&size=4x2",
+    );
+    let (before, during) = tokio::task::spawn_blocking(move || {
+        let capture = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        capture.block_on(async {
+            camera.open().await.unwrap();
+            let before = camera.stats().frames;
+            // An encode: this thread's runtime polls nothing for half a second.
+            std::thread::sleep(Duration::from_millis(500));
+            let during = camera.stats().frames;
+            camera.close().await.unwrap();
+            (before, during)
+        })
+    })
+    .await
+    .unwrap();
+    assert!(
+        during > before + 50,
+        "the reader completed {} frames while the opening thread was busy",
+        during - before
+    );
 }
 
 #[tokio::test]
