@@ -5,8 +5,8 @@
 //! - `cargo xtask ci`: exactly what CI runs (`.ci/run` installs the system libraries,
 //!   then calls it). In order: the `cargo fmt` check; clippy with `-D warnings`; the
 //!   tests under nextest, plus the doctests; the layering check (edgecam-core has no
-//!   runtime, sockets, OpenCV, libjpeg-turbo or libc, and only edgecam-camera-opencv
-//!   depends on `opencv`); then the feature legs that need system libraries
+//!   runtime, sockets, OpenCV, libjpeg-turbo or libc, only edgecam-camera-opencv
+//!   depends on `opencv`, and only camera-v4l2's `sys.rs` allows unsafe code); then the feature legs that need system libraries
 //!   (`turbojpeg`, `opencv`), and `board-emulate` (the armv7 build smoke-tested under
 //!   qemu-arm), `soak` (one server under mixed load for 2 minutes) and `fuzz` (every
 //!   cargo-fuzz target for 30 s), each skipped, with the
@@ -680,6 +680,12 @@ const CORE_FORBIDDEN: &[&str] = &[
 const OPENCV_CRATE: &str = "edgecam-camera-opencv";
 
 fn check_layering(ctx: &Ctx) -> Result<()> {
+    check_core_dependencies(ctx)?;
+    check_opencv_dependents(ctx)?;
+    check_unsafe_confined(&ctx.root)
+}
+
+fn check_core_dependencies(ctx: &Ctx) -> Result<()> {
     // edgecam-core's normal dependencies, one crate a line: `name vX.Y.Z [(path)] [(*)]`.
     let tree = ctx.capture(&[
         "tree",
@@ -713,8 +719,11 @@ fn check_layering(ctx: &Ctx) -> Result<()> {
         deps.len(),
         CORE_FORBIDDEN.join(", ")
     );
+    Ok(())
+}
 
-    // Only edgecam-camera-opencv may depend on opencv (the rest may reach it through it).
+/// Only edgecam-camera-opencv may depend on opencv (the rest may reach it through it).
+fn check_opencv_dependents(ctx: &Ctx) -> Result<()> {
     let lock_path = ctx.root.join("Cargo.lock");
     let lock = fs::read_to_string(&lock_path)
         .with_context(|| format!("could not read {}", lock_path.display()))?;
@@ -758,6 +767,104 @@ fn check_layering(ctx: &Ctx) -> Result<()> {
     }
     println!("ok: opencv's only direct dependents are {direct:?} (allowed: {OPENCV_CRATE})");
     Ok(())
+}
+
+/// The one file that may hold unsafe code (the V4L2 ioctls and `mmap`), relative to the root.
+const UNSAFE_ALLOWED_IN: &str = "crates/camera-v4l2/src/sys.rs";
+
+/// The workspace denies `unsafe_code`; this checks that nothing escapes that: every member
+/// takes the workspace's lints, and no source file but [`UNSAFE_ALLOWED_IN`] allows the lint
+/// (or expects it, or lowers it to a warning). The `fuzz` workspace is not ours to build here.
+fn check_unsafe_confined(root: &Path) -> Result<()> {
+    let mut sources = Vec::new();
+    for top in ["crates", "xtask", "tests"] {
+        rust_sources(&root.join(top), &mut sources)?;
+    }
+    let mut offences = Vec::new();
+    for path in &sources {
+        let text = fs::read_to_string(path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        let rel = path.strip_prefix(root).unwrap_or(path);
+        if rel != Path::new(UNSAFE_ALLOWED_IN) {
+            offences.extend(
+                lint_mentions(&text, "unsafe_code")
+                    .map(|line| format!("{}:{line} allows unsafe code", rel.display())),
+            );
+        }
+    }
+    let manifests = fs::read_dir(root.join("crates"))
+        .context("could not list crates/")?
+        .map(|entry| entry.map(|e| e.path().join("Cargo.toml")))
+        .chain([Ok(root.join("xtask/Cargo.toml"))]);
+    let mut members = 0;
+    for manifest in manifests {
+        let manifest = manifest.context("could not list crates/")?;
+        let text = fs::read_to_string(&manifest)
+            .with_context(|| format!("could not read {}", manifest.display()))?;
+        members += 1;
+        if !takes_workspace_lints(&text) {
+            offences.push(format!(
+                "{} lacks `[lints]` `workspace = true`, so the workspace's deny(unsafe_code) does not reach it",
+                manifest.strip_prefix(root).unwrap_or(&manifest).display()
+            ));
+        }
+    }
+    if !offences.is_empty() {
+        bail!(
+            "unsafe code belongs in {UNSAFE_ALLOWED_IN} alone (ARCHITECTURE.md's invariants); \
+             use a safe wrapper (rustix, std) instead:\n  {}",
+            offences.join("\n  ")
+        );
+    }
+    println!(
+        "ok: {members} members take the workspace's deny(unsafe_code), and of {} source files only {UNSAFE_ALLOWED_IN} allows it",
+        sources.len()
+    );
+    Ok(())
+}
+
+/// Every `.rs` file under `dir`, build output and node packages left out.
+fn rust_sources(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))? {
+        let path = entry
+            .with_context(|| format!("could not list {}", dir.display()))?
+            .path();
+        let name = path.file_name().unwrap_or_default();
+        if path.is_dir() {
+            if name != "target" && name != "node_modules" {
+                rust_sources(&path, out)?;
+            }
+        } else if path.extension() == Some(OsStr::new("rs")) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The 1-based numbers of the lines, outside `//` comments, where `lint` follows `allow(`,
+/// `expect(` or `warn(` (an attribute, inner or outer, or inside `cfg_attr`).
+fn lint_mentions<'a>(text: &'a str, lint: &'a str) -> impl Iterator<Item = usize> + 'a {
+    text.lines().enumerate().filter_map(move |(i, line)| {
+        let code = line.split("//").next().unwrap_or_default();
+        let at = code.find(lint)?;
+        ["allow(", "expect(", "warn("]
+            .iter()
+            .any(|level| code[..at].contains(level))
+            .then_some(i + 1)
+    })
+}
+
+/// Whether a member's manifest has `workspace = true` in its `[lints]` table.
+fn takes_workspace_lints(manifest: &str) -> bool {
+    let mut in_lints = false;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_lints = line == "[lints]";
+        } else if in_lints && line.replace(' ', "") == "workspace=true" {
+            return true;
+        }
+    }
+    false
 }
 
 // ---------------------------------------------------------------------------------------
@@ -816,6 +923,34 @@ fn exit_code(status: ExitStatus) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn allowing_unsafe_code_is_found_in_any_attribute_form_but_not_in_comments_or_deny() {
+        // Spelled apart, so that this file does not itself hold what the check looks for.
+        let lint = ["unsafe", "_code"].concat();
+        let text = format!(
+            "#![allow({lint})]\n\
+             fn a() {{}}\n\
+             #[cfg_attr(test, expect(dead_code, {lint}))]\n\
+             // #[allow({lint})] in a comment\n\
+             #[deny({lint})]\n\
+             #[warn({lint})] fn b() {{}} // and a trailing comment\n"
+        );
+        assert_eq!(lint_mentions(&text, &lint).collect::<Vec<_>>(), [1, 3, 6]);
+    }
+
+    #[test]
+    fn a_manifest_takes_workspace_lints_only_from_its_lints_table() {
+        assert!(takes_workspace_lints(
+            "[package]\nname = \"x\"\n\n[lints]\nworkspace = true\n"
+        ));
+        assert!(!takes_workspace_lints(
+            "[package]\nname = \"x\"\n[dependencies]\nfoo.workspace = true\n"
+        ));
+        assert!(!takes_workspace_lints(
+            "[lints.rust]\nunsafe_code = \"allow\"\n[package]\nworkspace = true\n"
+        ));
+    }
 
     #[test]
     fn the_tally_adds_nextest_summaries_and_ignores_other_lines() {

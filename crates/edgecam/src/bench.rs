@@ -181,9 +181,9 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
     // drawn: the camera draws into buffers it takes back.
     let mut generate = 0.0;
     for _ in 0..count {
-        let t = thread_cpu_seconds()?;
+        let t = thread_cpu_seconds();
         drop(camera.next_frame().await?);
-        generate += thread_cpu_seconds()? - t;
+        generate += thread_cpu_seconds() - t;
     }
     // The frames the encoders take, kept (and so drawn into new buffers): not timed.
     let mut captured = Vec::with_capacity(count);
@@ -243,7 +243,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
         }
     }
     // What passing a camera's JPEG on costs: the stamp, inserted with one copy.
-    let t = thread_cpu_seconds()?;
+    let t = thread_cpu_seconds();
     for frame in &frames {
         let stamp = edgecam_core::jpeg::Stamp {
             seq: frame.seq,
@@ -254,7 +254,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
             Some(stamp),
         ));
     }
-    let stamp_ms = (thread_cpu_seconds()? - t) * 1000.0 / frames.len().max(1) as f64;
+    let stamp_ms = (thread_cpu_seconds() - t) * 1000.0 / frames.len().max(1) as f64;
     println!("passthrough, stamping a camera JPEG    {stamp_ms:8.4} ms/frame (one copy)");
     let best = |best: Option<(BackendKind, f64)>| best.context("this build has no encoder");
     Ok(EncodeCosts {
@@ -297,10 +297,10 @@ fn encode_round(
             ..c.clone()
         };
         converted = !encoder.takes(&input.image);
-        let t = thread_cpu_seconds()?;
+        let t = thread_cpu_seconds();
         frames.push(std::hint::black_box(encoder.encode(input)?));
         if i > 0 {
-            cpu += thread_cpu_seconds()? - t;
+            cpu += thread_cpu_seconds() - t;
             timed += 1;
         }
     }
@@ -471,7 +471,6 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
 /// grown to a frame, as the pipe camera grows it, for `window`. CPU per frame, in milliseconds.
 fn pipe_read_ms(args: &str, frame_len: usize, window: Duration) -> Result<f64> {
     use std::io::Read;
-    use std::os::fd::AsRawFd;
     let mut child = Command::new("ffmpeg")
         .args(args.split_whitespace())
         .stdin(Stdio::null())
@@ -479,23 +478,21 @@ fn pipe_read_ms(args: &str, frame_len: usize, window: Duration) -> Result<f64> {
         .spawn()
         .context("starting ffmpeg for the pipe-read figure")?;
     let mut out = child.stdout.take().context("no stdout from ffmpeg")?;
-    let grow = i32::try_from(frame_len.min(1 << 20)).unwrap_or(1 << 20);
-    #[allow(unsafe_code)]
-    // SAFETY: fcntl on a pipe descriptor we own; F_SETPIPE_SZ takes an int and touches no memory.
-    let _ = unsafe { libc::fcntl(out.as_raw_fd(), libc::F_SETPIPE_SZ, grow) };
+    // As far as Linux lets an unprivileged process (pipe-max-size, 1 MiB by default).
+    let _ = rustix::pipe::fcntl_setpipe_size(&out, frame_len.min(1 << 20));
     let (done, result) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let read = (|| -> Result<(f64, u64)> {
             let mut frame = vec![0u8; frame_len];
             // The first frame starts the clock: ffmpeg's own start is not the pipe's cost.
             out.read_exact(&mut frame)?;
-            let (cpu, end) = (thread_cpu_seconds()?, Instant::now() + window);
+            let (cpu, end) = (thread_cpu_seconds(), Instant::now() + window);
             let mut frames = 0;
             while Instant::now() < end {
                 out.read_exact(&mut frame)?;
                 frames += 1;
             }
-            Ok((thread_cpu_seconds()? - cpu, frames))
+            Ok((thread_cpu_seconds() - cpu, frames))
         })();
         let _ = done.send(read);
     });
@@ -611,14 +608,14 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
         .with_context(|| format!("creating {} for the recording figure", path.display()))?;
     let result = (|| -> Result<(f64, Duration, u64)> {
         let mut writer = AviWriter::new(file, AviConfig::default())?;
-        let (cpu, wall) = (thread_cpu_seconds()?, Instant::now());
+        let (cpu, wall) = (thread_cpu_seconds(), Instant::now());
         for (i, frame) in frames.iter().cycle().take(RECORDED).enumerate() {
             let at = frame.captured_at + Duration::from_micros(33_333 * i as u64);
             writer.write_frame(&frame.jpeg, at)?;
         }
         let summary = writer.finish()?;
         Ok((
-            thread_cpu_seconds()? - cpu,
+            thread_cpu_seconds() - cpu,
             wall.elapsed(),
             summary.file_bytes,
         ))
@@ -629,9 +626,9 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
 
     let quality = args.encode.quality;
     let (decode_ms, reencode_ms) = per_frame_ms(frames, |jpeg| {
-        let t = thread_cpu_seconds()?;
+        let t = thread_cpu_seconds();
         let picture = edgecam::view::decode(jpeg, edgecam_core::jpeg::PictureLimit::default())?;
-        let decoded = thread_cpu_seconds()? - t;
+        let decoded = thread_cpu_seconds() - t;
         let mut out = Vec::new();
         jpeg_encoder::Encoder::new(&mut out, quality).encode(
             &picture.rgb,
@@ -639,7 +636,7 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
             u16::try_from(picture.height)?,
             jpeg_encoder::ColorType::Rgb,
         )?;
-        Ok((decoded, thread_cpu_seconds()? - t - decoded))
+        Ok((decoded, thread_cpu_seconds() - t - decoded))
     })?;
     println!(
         "recording to AVI, as received          {avi_ms:8.3} ms CPU/frame, {:.0} MB/s ({RECORDED} frames, {:.1} MB, fdatasync included)",
@@ -655,9 +652,9 @@ fn recording_cost(args: &BenchArgs, frames: &[Frame]) -> Result<()> {
     #[cfg(feature = "turbojpeg")]
     {
         let (turbo_ms, _) = per_frame_ms(frames, |jpeg| {
-            let t = thread_cpu_seconds()?;
+            let t = thread_cpu_seconds();
             std::hint::black_box(turbojpeg::decompress(jpeg, turbojpeg::PixelFormat::RGB)?);
-            Ok((thread_cpu_seconds()? - t, 0.0))
+            Ok((thread_cpu_seconds() - t, 0.0))
         })?;
         println!("view decode, libjpeg-turbo             {turbo_ms:8.3} ms/frame");
     }
@@ -680,21 +677,9 @@ fn per_frame_ms(
 
 /// This thread's CPU time so far. (The scheduler's counters in /proc only advance at
 /// context switches and ticks, too coarsely for one frame.)
-#[allow(unsafe_code)]
-fn thread_cpu_seconds() -> Result<f64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        bail!(
-            "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+fn thread_cpu_seconds() -> f64 {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// User plus system CPU time of process `pid`, exited threads included.
