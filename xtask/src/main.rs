@@ -6,10 +6,10 @@
 //!   then calls it). In order: the `cargo fmt` check; clippy with `-D warnings`; the
 //!   tests under nextest, plus the doctests; the layering check (edgecam-core has no
 //!   runtime, sockets, OpenCV, libjpeg-turbo or libc, only edgecam-camera-opencv
-//!   depends on `opencv`, and only camera-v4l2's `sys.rs` allows unsafe code); then the feature legs that need system libraries
-//!   (`turbojpeg`, `opencv`), and `board-emulate` (the armv7 build smoke-tested under
-//!   qemu-arm), `soak` (one server under mixed load for 2 minutes) and `fuzz` (every
-//!   cargo-fuzz target for 30 s), each skipped, with the
+//!   depends on `opencv`, and only camera-v4l2's `sys.rs` allows unsafe code); then the
+//!   feature legs that need system libraries (`turbojpeg`, `opencv`), and `board-emulate`
+//!   (the armv7 build smoke-tested under qemu-arm), `soak` (one server under mixed load
+//!   for 2 minutes) and `fuzz` (every cargo-fuzz target for 30 s), each skipped, with the
 //!   reason, where what it needs is missing. It stops at the first failure, naming the
 //!   step and the command that re-runs it, and ends with a table of legs. The test leg
 //!   includes camera-v4l2's check of its kernel structs against `linux/videodev2.h`,
