@@ -92,7 +92,6 @@ pub(crate) enum Framer {
     },
     Jpeg {
         splitter: Box<JpegSplitter>,
-        chunk: Box<[u8]>,
         skipped: u64,
     },
 }
@@ -115,7 +114,6 @@ impl Framer {
     pub(crate) fn jpeg(max_frame: usize) -> Framer {
         Framer::Jpeg {
             splitter: Box::new(JpegSplitter::new(max_frame)),
-            chunk: vec![0; CHUNK].into_boxed_slice(),
             skipped: 0,
         }
     }
@@ -127,13 +125,9 @@ impl Framer {
                 let mut limited = buf.limit(*len - buf.len());
                 input.read_buf(&mut limited).await
             }
-            Framer::Jpeg {
-                splitter, chunk, ..
-            } => {
-                let n = input.read(chunk).await?;
-                splitter.push(&chunk[..n]);
-                Ok(n)
-            }
+            // Straight into the splitter's buffer: the frames cut from it are slices of what
+            // was read, never copied.
+            Framer::Jpeg { splitter, .. } => input.read_buf(&mut splitter.spare(CHUNK)).await,
         }
     }
 

@@ -11,7 +11,7 @@
 //! dropped as it is skipped and a frame over the limit is dropped as it streams in, so the
 //! buffer holds at most one frame in progress (no more than the limit) plus one push.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::{EOI, SOI, SOS, TEM};
 
@@ -91,6 +91,14 @@ impl JpegSplitter {
     /// Appends bytes read from the stream (any chunking).
     pub fn push(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// Room for up to `len` bytes to be read into straight from the stream (e.g. by tokio's
+    /// `read_buf`): what is written there counts as pushed, without the copy
+    /// [`push`](Self::push) makes of bytes read elsewhere first.
+    pub fn spare(&mut self, len: usize) -> impl BufMut + '_ {
+        self.buf.reserve(len);
+        (&mut self.buf).limit(len)
     }
 
     /// The next whole JPEG (SOI through EOI) in what was pushed; `None` when more bytes are
@@ -309,8 +317,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Pushes `stream` cut into chunks of the sizes in `chunks` (cycled), draining the splitter
-    /// after each push; checks the bound on `buffered()` on the way.
+    /// Pushes `stream` cut into chunks of the sizes in `chunks` (cycled), every other chunk
+    /// written into [`JpegSplitter::spare`] as a read would, draining the splitter after each
+    /// push; checks the bound on `buffered()` on the way.
     fn split(
         splitter: &mut JpegSplitter,
         stream: &[u8],
@@ -318,13 +327,22 @@ mod tests {
     ) -> Vec<Result<Bytes, SplitError>> {
         let mut out = Vec::new();
         let mut rest = stream;
-        for &size in chunks.iter().cycle() {
+        for (i, &size) in chunks.iter().cycle().enumerate() {
             if rest.is_empty() {
                 break;
             }
             let (chunk, tail) = rest.split_at(size.clamp(1, rest.len()));
             rest = tail;
-            splitter.push(chunk);
+            if i % 2 == 0 {
+                splitter.push(chunk);
+            } else {
+                let mut spare = splitter.spare(chunk.len());
+                assert!(
+                    spare.chunk_mut().len() >= chunk.len(),
+                    "spare() made too little room"
+                );
+                spare.put_slice(chunk);
+            }
             assert!(
                 splitter.buffered() <= splitter.max_frame.saturating_add(chunk.len() + 3),
                 "{} bytes buffered after a push of {}",
