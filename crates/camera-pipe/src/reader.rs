@@ -126,7 +126,7 @@ impl Framer {
                 input.read_buf(&mut limited).await
             }
             // Straight into the splitter's buffer: the frames cut from it are slices of what
-            // was read, never copied.
+            // was read, with no copy out of a read buffer first.
             Framer::Jpeg { splitter, .. } => input.read_buf(&mut splitter.spare(CHUNK)).await,
         }
     }
