@@ -455,6 +455,19 @@ mod tests {
     }
 
     #[test]
+    fn spare_never_offers_more_than_asked_for() {
+        let mut splitter = JpegSplitter::new(1 << 20);
+        splitter.push(&[0xAB; 100]);
+        let mut spare = splitter.spare(64);
+        assert_eq!(
+            spare.remaining_mut(),
+            64,
+            "a read into it could overrun the bound"
+        );
+        assert!(spare.chunk_mut().len() <= 64);
+    }
+
+    #[test]
     fn buffered_stays_bounded_while_a_huge_frame_streams_in() {
         // 40 APP2 segments of 64 KiB, then a 1 MiB scan: about 3.6 MB.
         let mut huge = SOI.to_vec();
