@@ -26,7 +26,8 @@ pub struct BenchArgs {
     /// README's figures use) or pattern (flat colour bars, which flatter every encoder).
     #[arg(long, value_enum, default_value_t = BenchScene::Natural)]
     scene: BenchScene,
-    /// Seconds each streaming measurement runs (one-client figures: 3 such rounds, the median counts).
+    /// Seconds each streaming measurement runs (the one-client figures interleave 8 one-second
+    /// slices of streaming with 8 of the encode alone instead).
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
     /// Single shots for the round-trip latency figure.
@@ -59,6 +60,7 @@ impl BenchArgs {
 }
 
 /// Linux's USER_HZ, the unit of utime/stime in /proc/PID/stat.
+#[cfg(feature = "opencv")]
 const TICKS_PER_SECOND: f64 = 100.0;
 const CAMERA_FPS: f64 = 30.0;
 /// The input formats the encode-alone figures are given for.
@@ -103,10 +105,10 @@ async fn bench_serving(args: &BenchArgs, size: &str, costs: &EncodeCosts) -> Res
     // Throughput: a camera that delivers as fast as it is asked.
     let server = ServerProcess::start(args, &args.sim(size, 0.0)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = server.cpu_seconds()?;
+    let idle = server.cpu()?;
     tokio::time::sleep(window).await;
-    let idle_pct = (server.cpu_seconds()? - idle) / window.as_secs_f64() * 100.0;
-    let one = one_client(&server, window, costs, PixelFormat::Rgb24).await?;
+    let idle_pct = server.cpu()?.seconds_since(&idle) / window.as_secs_f64() * 100.0;
+    let one = one_client(&server, costs, PixelFormat::Rgb24).await?;
     let sixteen = stream_clients(&server.addr, server.child.id(), 16, window).await?;
     let rss_fast = server.peak_rss_kib()?;
     drop(server);
@@ -122,20 +124,20 @@ async fn bench_serving(args: &BenchArgs, size: &str, costs: &EncodeCosts) -> Res
     drop(server);
 
     let ms = |us: u64| us as f64 / 1000.0;
-    let net = one.server.cpu_per_delivered_ms - generate_ms;
+    let net = one.server.cpu_per_delivered_ms() - generate_ms;
     println!(
-        "server CPU per delivered frame, 1 client   {:8.3} ms  ({:.2}x the best encode alone, {:.3} ms beside it; rounds {}, the median counts; {:.2}x net of the synthetic camera's own {generate_ms:.3} ms of drawing; target <= 1.10x)",
-        one.server.cpu_per_delivered_ms,
+        "server CPU per delivered frame, 1 client   {:8.3} ms  ({:.2}x the best encode alone, {:.3} ms in the slices beside it; {}; {:.2}x net of the synthetic camera's own {generate_ms:.3} ms of drawing; target <= 1.10x)",
+        one.server.cpu_per_delivered_ms(),
         one.ratio(),
         one.encode_ms,
-        one.rounds(),
+        one.pairs(),
         net / one.encode_ms,
     );
     println!(
         "server CPU per captured frame, 16 clients  {:8.3} ms  ({:.2}x the 1-client figure; target <= 1.5x); {:.3} ms per delivered frame, {:.0} frames/s delivered",
-        sixteen.cpu_per_captured_ms,
-        sixteen.cpu_per_captured_ms / one.server.cpu_per_captured_ms,
-        sixteen.cpu_per_delivered_ms,
+        sixteen.cpu_per_captured_ms(),
+        sixteen.cpu_per_captured_ms() / one.server.cpu_per_captured_ms(),
+        sixteen.cpu_per_delivered_ms(),
         sixteen.delivered as f64 / window.as_secs_f64()
     );
     let target = 1000.0 / CAMERA_FPS + encode_ms + 1.0;
@@ -206,7 +208,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
             );
             let mut best = None;
             for _ in 0..ROUNDS {
-                let round = encode_round(&mut encoder, &captured, format)?;
+                let round = encode_round(&mut encoder, &captured, format, None)?;
                 if best.as_ref().is_none_or(|b: &EncodeRound| round.ms < b.ms) {
                     best = Some(round);
                 }
@@ -278,16 +280,22 @@ struct EncodeRound {
     converted: bool,
 }
 
-/// `encoder` encodes each of `captured` converted to `format`. The first frame warms the encoder
-/// up (its buffers, tables and code) and is not timed, as a server's encoder is warm.
+/// `encoder` encodes each of `captured` converted to `format`, back to back or one every `pace`.
+/// The first frame warms the encoder up (its buffers, tables and code) and is not timed, as a
+/// server's encoder is warm.
 fn encode_round(
     encoder: &mut Encoder,
     captured: &[Captured],
     format: PixelFormat,
+    pace: Option<Duration>,
 ) -> Result<EncodeRound> {
     let mut frames = Vec::with_capacity(captured.len());
     let (mut cpu, mut timed, mut converted) = (0.0, 0, true);
     for (i, c) in captured.iter().enumerate() {
+        if let Some(pace) = pace {
+            // The bench's own runtime has nothing else to run meanwhile.
+            std::thread::sleep(pace);
+        }
         // Converted (untimed) just before it is encoded, so the frame is in the cache as a
         // frame the camera just delivered is.
         let image = &c.image;
@@ -314,25 +322,39 @@ fn encode_round(
 
 impl EncodeCosts {
     /// The best backend for `format` encoding the scene again, now, for at least
-    /// `ENCODE_BESIDE` of CPU (the machine's speed drifts within seconds: a hundred frames are
+    /// `SLICE` of CPU (the machine's speed drifts within seconds: a hundred frames are
     /// too short a sample to set beside a streaming window): its CPU per frame.
-    fn encode_now(&self, format: PixelFormat) -> Result<f64> {
+    fn encode_now(&self, format: PixelFormat) -> Result<(f64, usize)> {
+        let mut encoder = self.best_encoder(format)?;
+        let (mut total_ms, mut timed, mut rounds) = (0.0, 0, 0);
+        // Bounded however fast the encoder is.
+        while (total_ms < SLICE.as_secs_f64() * 1000.0 && rounds < 1000) || rounds == 0 {
+            let round = encode_round(&mut encoder, &self.captured, format, None)?;
+            total_ms += round.ms * round.timed as f64;
+            timed += round.timed;
+            rounds += 1;
+        }
+        Ok((total_ms / timed.max(1) as f64, timed))
+    }
+
+    /// The best backend for `format` encoding the scene at a camera's pace, one frame every
+    /// 1/`CAMERA_FPS` s, each converted right before it is encoded as a frame from a pipe is
+    /// written right before: its CPU per frame. Between frames the machine runs other things,
+    /// and the encoder's code and tables leave the caches as they do in a server at that pace.
+    fn encode_paced(&self, format: PixelFormat) -> Result<f64> {
+        let mut encoder = self.best_encoder(format)?;
+        let pace = Duration::from_secs_f64(1.0 / CAMERA_FPS);
+        Ok(encode_round(&mut encoder, &self.captured, format, Some(pace))?.ms)
+    }
+
+    fn best_encoder(&self, format: PixelFormat) -> Result<Encoder> {
         let (kind, _) = if format == PixelFormat::Rgb24 {
             &self.best_rgb
         } else {
             &self.best_nv12
         };
         let backend = (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?;
-        let mut encoder = Encoder::new(backend, self.quality, Passthrough::Stamped);
-        let (mut total_ms, mut timed, mut rounds) = (0.0, 0, 0);
-        // Bounded however fast the encoder is.
-        while (total_ms < ENCODE_BESIDE.as_secs_f64() * 1000.0 && rounds < 1000) || rounds == 0 {
-            let round = encode_round(&mut encoder, &self.captured, format)?;
-            total_ms += round.ms * round.timed as f64;
-            timed += round.timed;
-            rounds += 1;
-        }
-        Ok(total_ms / timed.max(1) as f64)
+        Ok(Encoder::new(backend, self.quality, Passthrough::Stamped))
     }
 
     /// One frame of the scene as the camera drew it (RGB).
@@ -406,16 +428,18 @@ async fn exec_cameras_in(
         &format!("exec:ffmpeg {ffmpeg}#format=nv12&size={size}"),
     )
     .await?;
-    let one = one_client(&server, window, costs, PixelFormat::Nv12).await?;
+    let one = one_client(&server, costs, PixelFormat::Nv12).await?;
     drop(server);
+    let paced_ms = costs.encode_paced(PixelFormat::Nv12)?;
     let read_ms = pipe_read_ms(&ffmpeg, nv12.data().len(), window)?;
     println!(
-        "exec: NV12 camera at {CAMERA_FPS} fps, 1 client: server CPU {:.3} ms per delivered frame ({:.2}x the best NV12 encode alone, {:.3} ms beside it; rounds {}, the median counts; target <= 1.10x); reading a frame from the pipe alone costs {read_ms:.3} ms, the rest is {:.2}x the encode alone",
-        one.server.cpu_per_delivered_ms,
+        "exec: NV12 camera at {CAMERA_FPS} fps, 1 client: server CPU {:.3} ms per delivered frame ({:.2}x the best NV12 encode alone back to back, {:.3} ms in the slices beside it; {}; target <= 1.10x); {:.2}x the same encode paced at {CAMERA_FPS} fps ({paced_ms:.3} ms); reading a frame from the pipe alone costs {read_ms:.3} ms, the rest is {:.2}x the paced encode",
+        one.server.cpu_per_delivered_ms(),
         one.ratio(),
         one.encode_ms,
-        one.rounds(),
-        (one.server.cpu_per_delivered_ms - read_ms) / one.encode_ms
+        one.pairs(),
+        one.server.cpu_per_delivered_ms() / paced_ms,
+        (one.server.cpu_per_delivered_ms() - read_ms) / paced_ms
     );
     passthrough(args, &jpeg, window).await
 }
@@ -442,11 +466,11 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
         };
         println!(
             "passthrough from exec: MJPEG, {n:2} clients: server CPU per delivered frame: legacy {:.3} ms ({:.0} frames/s), HTTP /stream {:.3} ms ({:.0} frames/s; {:.2}x legacy, target <= 1.10x){gst}",
-            legacy.cpu_per_delivered_ms,
+            legacy.cpu_per_delivered_ms(),
             legacy.delivered as f64 / window.as_secs_f64(),
-            ours.cpu_per_delivered_ms,
+            ours.cpu_per_delivered_ms(),
             ours.delivered as f64 / window.as_secs_f64(),
-            ours.cpu_per_delivered_ms / legacy.cpu_per_delivered_ms,
+            ours.cpu_per_delivered_ms() / legacy.cpu_per_delivered_ms(),
         );
     }
     drop(server);
@@ -457,9 +481,9 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
     );
     let server = ServerProcess::start(args, &camera).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = server.cpu_seconds()?;
+    let before = server.cpu()?;
     tokio::time::sleep(window).await;
-    let idle_pct = (server.cpu_seconds()? - before) / window.as_secs_f64() * 100.0;
+    let idle_pct = server.cpu()?.seconds_since(&before) / window.as_secs_f64() * 100.0;
     println!(
         "idle CPU, exec: camera at {CAMERA_FPS} fps, no client {idle_pct:6.2} % of a core beyond the child's own (target < 1 %)"
     );
@@ -555,7 +579,7 @@ async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) ->
             }
         }
         let part = std::fs::metadata(jpeg)?.len() + MULTIPART_HEADER;
-        let before = process_cpu_seconds(child.id())?;
+        let before = CpuReading::of(child.id())?;
         let end = Instant::now() + window;
         let tasks: Vec<_> = streams
             .into_iter()
@@ -578,7 +602,7 @@ async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) ->
         for t in tasks {
             bytes += t.await?;
         }
-        let cpu = process_cpu_seconds(child.id())? - before;
+        let cpu = CpuReading::of(child.id())?.seconds_since(&before);
         let delivered = (bytes / part).max(1);
         Ok(cpu * 1000.0 / delivered as f64)
     }
@@ -682,7 +706,8 @@ fn thread_cpu_seconds() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
-/// User plus system CPU time of process `pid`, exited threads included.
+/// User plus system CPU time of process `pid`, exited threads included, in clock ticks (10 ms).
+#[cfg(feature = "opencv")]
 fn process_cpu_seconds(pid: u32) -> Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
@@ -693,6 +718,52 @@ fn process_cpu_seconds(pid: u32) -> Result<f64> {
     match (ticks(11), ticks(12)) {
         (Some(u), Some(s)) => Ok((u + s) as f64 / TICKS_PER_SECOND),
         _ => bail!("unexpected {path}: {stat}"),
+    }
+}
+
+/// The CPU time of each thread of a process, to take differences of: nanoseconds from
+/// /proc/PID/task/TID/schedstat, where /proc/PID/stat counts clock ticks (10 ms, a fifth of an
+/// `exec:` NV12 server's CPU over a one-second slice). A thread that exits between two readings
+/// loses what it ran since the first; the servers measured here keep their threads.
+struct CpuReading(std::collections::HashMap<u32, u64>);
+
+impl CpuReading {
+    fn of(pid: u32) -> Result<CpuReading> {
+        let dir = format!("/proc/{pid}/task");
+        let mut threads = std::collections::HashMap::new();
+        for task in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
+            let task = task?;
+            let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let path = task.path().join("schedstat");
+            // A thread that ended since the listing has nothing more to count.
+            let Ok(stat) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            let ns = stat
+                .split_whitespace()
+                .next()
+                .and_then(|ns| ns.parse().ok())
+                .with_context(|| format!("unexpected {}: {stat:?}", path.display()))?;
+            threads.insert(tid, ns);
+        }
+        if threads.is_empty() {
+            bail!(
+                "{dir} lists no thread whose schedstat could be read (a kernel without CONFIG_SCHED_INFO?)"
+            );
+        }
+        Ok(CpuReading(threads))
+    }
+
+    /// CPU seconds the process's threads ran since `earlier`.
+    fn seconds_since(&self, earlier: &CpuReading) -> f64 {
+        let ns: u64 = self
+            .0
+            .iter()
+            .map(|(tid, ns)| ns.saturating_sub(earlier.0.get(tid).copied().unwrap_or(0)))
+            .sum();
+        ns as f64 / 1e9
     }
 }
 
@@ -809,8 +880,8 @@ impl ServerProcess {
         std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
     }
 
-    fn cpu_seconds(&self) -> Result<f64> {
-        process_cpu_seconds(self.child.id())
+    fn cpu(&self) -> Result<CpuReading> {
+        CpuReading::of(self.child.id())
     }
 
     fn peak_rss_kib(&self) -> Result<u64> {
@@ -830,67 +901,96 @@ impl Drop for ServerProcess {
     }
 }
 
+/// What a streaming window cost the server.
 struct Throughput {
+    /// Server CPU over the window, in milliseconds.
+    cpu_ms: f64,
+    /// Frames the clients received, all together.
     delivered: u64,
-    cpu_per_delivered_ms: f64,
-    cpu_per_captured_ms: f64,
+    /// Frames the server published in the window (the span of the sequence numbers received).
+    captured: u64,
 }
 
-/// Rounds of the figures compared with a target ratio (the one-client server CPU against the
-/// encode alone). This machine's speed drifts from second to second (a shared VM: the same
-/// encode measured 0.78 ms in one run and 1.0 ms in the next), so each round measures the
-/// encode alone right before the server, and the round with the median ratio counts; the encode
-/// alone's own figure is the best of its rounds, its cost with the least interference.
+impl Throughput {
+    fn cpu_per_delivered_ms(&self) -> f64 {
+        self.cpu_ms / self.delivered.max(1) as f64
+    }
+
+    fn cpu_per_captured_ms(&self) -> f64 {
+        self.cpu_ms / self.captured.max(1) as f64
+    }
+}
+
+/// Rounds of each encode-alone figure; the best counts.
 const ROUNDS: usize = 3;
 
-/// How much encoding each one-client round measures beside its streaming window.
-const ENCODE_BESIDE: Duration = Duration::from_secs(1);
+/// Pairs of slices the one-client figures interleave. This machine's speed drifts from second
+/// to second (a shared VM: the same encode measured 1.57 ms and 1.03 ms within ten minutes), so
+/// a figure compared with a target ratio alternates short slices of the best encoder alone (in
+/// this process, the server idle) with short slices of one client streaming from the server,
+/// and sets the sums side by side: drift slower than a pair touches both sides alike. The
+/// encode alone's own figure is the best of its rounds, its cost with the least interference.
+const PAIRS: usize = 8;
 
-/// The one-client figure: rounds of the best backend encoding the scene alone (in this process,
-/// the server idle) and then one client streaming from `server` for `window`.
+/// How much encoding each slice of the encode alone measures, and how long each streaming
+/// slice runs.
+const SLICE: Duration = Duration::from_secs(1);
+
+/// The one-client figure: the sums over the pairs of slices.
 struct OneClient {
-    /// The round with the median ratio.
     server: Throughput,
+    /// The encode alone's CPU per frame over all its slices.
     encode_ms: f64,
-    /// Every round's ratio of server CPU per delivered frame to the encode alone, in order.
+    /// Each pair's ratio of server CPU per delivered frame to the encode alone, in order.
     ratios: Vec<f64>,
 }
 
 impl OneClient {
     fn ratio(&self) -> f64 {
-        self.server.cpu_per_delivered_ms / self.encode_ms
+        self.server.cpu_per_delivered_ms() / self.encode_ms
     }
 
-    fn rounds(&self) -> String {
-        let ratios: Vec<String> = self.ratios.iter().map(|r| format!("{r:.2}x")).collect();
-        ratios.join(", ")
+    /// The spread of the pairs' ratios.
+    fn pairs(&self) -> String {
+        let (lo, hi) = self
+            .ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        format!(
+            "{} pairs of {} s from {lo:.2}x to {hi:.2}x",
+            self.ratios.len(),
+            SLICE.as_secs_f64()
+        )
     }
 }
 
 async fn one_client(
     server: &ServerProcess,
-    window: Duration,
     costs: &EncodeCosts,
     format: PixelFormat,
 ) -> Result<OneClient> {
-    let mut rounds = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let encode_ms = costs.encode_now(format)?;
-        let server = stream_clients(&server.addr, server.child.id(), 1, window).await?;
-        rounds.push(OneClient {
-            server,
-            encode_ms,
-            ratios: Vec::new(),
-        });
+    let (mut encode_cpu, mut encoded) = (0.0, 0);
+    let (mut server_cpu, mut delivered, mut captured) = (0.0, 0, 0);
+    let mut ratios = Vec::with_capacity(PAIRS);
+    for _ in 0..PAIRS {
+        let (ms, frames) = costs.encode_now(format)?;
+        let slice = stream_clients(&server.addr, server.child.id(), 1, SLICE).await?;
+        ratios.push(slice.cpu_per_delivered_ms() / ms);
+        encode_cpu += ms * frames as f64;
+        encoded += frames;
+        server_cpu += slice.cpu_ms;
+        delivered += slice.delivered;
+        captured += slice.captured;
     }
-    let ratios: Vec<f64> = rounds.iter().map(OneClient::ratio).collect();
-    rounds.sort_by(|a, b| a.ratio().total_cmp(&b.ratio()));
-    let mut median = rounds
-        .into_iter()
-        .nth(ROUNDS / 2)
-        .context("no round was run")?;
-    median.ratios = ratios;
-    Ok(median)
+    Ok(OneClient {
+        server: Throughput {
+            cpu_ms: server_cpu,
+            delivered,
+            captured,
+        },
+        encode_ms: encode_cpu / encoded.max(1) as f64,
+        ratios,
+    })
 }
 
 /// `n` clients stream from `addr` (a legacy `HOST:PORT` or an `http://` stream URL) for
@@ -904,7 +1004,7 @@ async fn stream_clients(addr: &str, pid: u32, n: usize, window: Duration) -> Res
         c.next_frame().await?;
         clients.push(c);
     }
-    let cpu_before = process_cpu_seconds(pid)?;
+    let cpu_before = CpuReading::of(pid)?;
     let deadline = Instant::now() + window;
     let tasks: Vec<_> = clients
         .into_iter()
@@ -931,12 +1031,10 @@ async fn stream_clients(addr: &str, pid: u32, n: usize, window: Duration) -> Res
         delivered += count;
         seqs = (seqs.0.min(lo), seqs.1.max(hi));
     }
-    let cpu = process_cpu_seconds(pid)? - cpu_before;
-    let captured = (seqs.1 + 1).saturating_sub(seqs.0).max(1);
     Ok(Throughput {
+        cpu_ms: CpuReading::of(pid)?.seconds_since(&cpu_before) * 1000.0,
         delivered,
-        cpu_per_delivered_ms: cpu * 1000.0 / delivered.max(1) as f64,
-        cpu_per_captured_ms: cpu * 1000.0 / captured as f64,
+        captured: (seqs.1 + 1).saturating_sub(seqs.0),
     })
 }
 
