@@ -1073,3 +1073,61 @@ async fn latency_with_stalled_client(
     drop(stalled);
     Ok(stats.summary())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn burn(cpu: Duration) {
+        let start = thread_cpu_seconds();
+        while thread_cpu_seconds() - start < cpu.as_secs_f64() {
+            std::hint::black_box(0u64.wrapping_add(1));
+        }
+    }
+
+    #[test]
+    fn a_cpu_reading_counts_each_living_thread_and_loses_one_that_ended() {
+        let pid = std::process::id();
+        let before = CpuReading::of(pid).unwrap();
+        burn(Duration::from_millis(50));
+        let ran = CpuReading::of(pid).unwrap().seconds_since(&before);
+        assert!(
+            (0.045..5.0).contains(&ran),
+            "this thread ran 50 ms of CPU since the first reading, the reading says {ran} s"
+        );
+
+        // Another thread, read while it lives.
+        let before = CpuReading::of(pid).unwrap();
+        let (burnt, end) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let worker = std::thread::spawn(move || {
+            burn(Duration::from_millis(50));
+            burnt.0.send(()).unwrap();
+            let _ = end.1.recv();
+        });
+        burnt.1.recv().unwrap();
+        let ran = CpuReading::of(pid).unwrap().seconds_since(&before);
+        drop(end.0);
+        worker.join().unwrap();
+        assert!(
+            (0.045..5.0).contains(&ran),
+            "another thread ran 50 ms of CPU since the first reading, the reading says {ran} s"
+        );
+
+        // One that ends between the readings takes its time with it, as the doc says.
+        let before = CpuReading::of(pid).unwrap();
+        std::thread::spawn(|| burn(Duration::from_millis(50)))
+            .join()
+            .unwrap();
+        let ran = CpuReading::of(pid).unwrap().seconds_since(&before);
+        assert!(
+            ran < 0.045,
+            "a thread that ended was still counted: {ran} s"
+        );
+
+        assert!(
+            CpuReading::of(u32::MAX).is_err(),
+            "no such process, yet a reading"
+        );
+    }
+}
