@@ -921,15 +921,14 @@ impl Throughput {
     }
 }
 
-/// Rounds of each encode-alone figure; the best counts.
+/// Rounds of each encode-alone figure; the best counts, the cost with the least interference.
 const ROUNDS: usize = 3;
 
 /// Pairs of slices the one-client figures interleave. This machine's speed drifts from second
 /// to second (a shared VM: the same encode measured 1.57 ms and 1.03 ms within ten minutes), so
 /// a figure compared with a target ratio alternates short slices of the best encoder alone (in
 /// this process, the server idle) with short slices of one client streaming from the server,
-/// and sets the sums side by side: drift slower than a pair touches both sides alike. The
-/// encode alone's own figure is the best of its rounds, its cost with the least interference.
+/// and sets the sums side by side: drift slower than a pair touches both sides alike.
 const PAIRS: usize = 8;
 
 /// How much encoding each slice of the encode alone measures, and how long each streaming
