@@ -201,11 +201,7 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
     let mut frames = Vec::new();
     for kind in backends.kinds() {
         for format in INPUTS {
-            let mut encoder = Encoder::new(
-                (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?,
-                args.encode.quality,
-                Passthrough::Stamped,
-            );
+            let mut encoder = start_encoder(kind, args.encode.quality)?;
             let mut best = None;
             for _ in 0..ROUNDS {
                 let round = encode_round(&mut encoder, &captured, format, None)?;
@@ -267,6 +263,12 @@ async fn encode_costs(args: &BenchArgs, size: &str) -> Result<EncodeCosts> {
         frames,
         captured,
     })
+}
+
+/// An encoder on backend `kind` at `quality`, as the server makes one.
+fn start_encoder(kind: &BackendKind, quality: u8) -> Result<Encoder> {
+    let backend = (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?;
+    Ok(Encoder::new(backend, quality, Passthrough::Stamped))
 }
 
 /// One round of encode-alone figures.
@@ -353,8 +355,7 @@ impl EncodeCosts {
         } else {
             &self.best_nv12
         };
-        let backend = (kind.start)().map_err(|e| anyhow::anyhow!("starting {}: {e}", kind.name))?;
-        Ok(Encoder::new(backend, self.quality, Passthrough::Stamped))
+        start_encoder(kind, self.quality)
     }
 
     /// One frame of the scene as the camera drew it (RGB).
