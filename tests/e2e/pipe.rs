@@ -114,9 +114,30 @@ fn is_flat_grey(pixels: &[u8]) -> bool {
     pixels.iter().all(|p| p.abs_diff(200) <= 12)
 }
 
+/// A raw camera's capture loop has a thread of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_child_that_exits_gives_no_signal_then_is_started_again() {
-    let server = TestServer::start(SHORT_LIVED).await;
+    no_signal_then_started_again(SHORT_LIVED).await;
+}
+
+/// A JPEG camera's capture loop is a task beside the sessions, which encodes the NO SIGNAL
+/// picture without holding up a worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jpeg_child_that_exits_gives_no_signal_then_is_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grey.jpg");
+    std::fs::write(&path, encode_jpeg(&[200; 160 * 120 * 3], 160, 120)).unwrap();
+    let camera = format!(
+        "exec:sh -c 'for i in 1 2 3; do cat {}; done'",
+        path.display()
+    );
+    no_signal_then_started_again(&camera).await;
+}
+
+/// `camera` is a child that writes three flat grey 160x120 frames and exits: its clients see
+/// NO SIGNAL, then a new child's frames, numbered on.
+async fn no_signal_then_started_again(camera: &str) {
+    let server = TestServer::start(camera).await;
     let mut client = server.streamer().await;
     let deadline = Instant::now() + WAIT;
     // (seq, the child's picture?) until the child's picture came back after a NO SIGNAL: the
@@ -138,7 +159,6 @@ async fn a_child_that_exits_gives_no_signal_then_is_started_again() {
     server.shutdown().await;
 }
 
-/// Every process: (pid, process group, command line).
 fn processes() -> Vec<(u32, u32, String)> {
     std::fs::read_dir("/proc")
         .unwrap()

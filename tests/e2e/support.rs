@@ -648,7 +648,7 @@ impl Drop for Process {
 }
 
 /// `pixels` (RGB) as a `width` x `height` JPEG.
-fn encode_jpeg(pixels: &[u8], width: u16, height: u16) -> Vec<u8> {
+pub fn encode_jpeg(pixels: &[u8], width: u16, height: u16) -> Vec<u8> {
     let mut jpeg = Vec::new();
     jpeg_encoder::Encoder::new(&mut jpeg, 85)
         .encode(pixels, width, height, jpeg_encoder::ColorType::Rgb)

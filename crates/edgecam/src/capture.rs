@@ -1,4 +1,5 @@
-//! The capture loop: one per camera, on its own thread. It reads the camera only while some
+//! The capture loop: one per camera, on its own thread (or, for a camera that delivers
+//! JPEGs, a task beside the sessions: see [`CaptureLoop::spawn`]). It reads the camera only while some
 //! session wants a frame, encodes each frame once, and publishes the newest one; sessions that
 //! are behind simply see the newest frame next. While the camera is gone it publishes a
 //! "NO SIGNAL" picture once a second and reopens the camera with backoff.
@@ -96,16 +97,31 @@ struct Published {
 }
 
 impl CaptureLoop {
-    /// Starts the loop on a thread of its own, with its own single-threaded runtime: encoding
-    /// blocks for milliseconds, and a dedicated thread does it without a hand-off per frame and
-    /// without holding up the sessions' runtime. The receiver completes when the loop is done.
+    /// Starts the loop. A camera that delivers JPEGs gets a task on the runtime it is started
+    /// on (the server's): its frames are only stamped, microseconds each, and its reader (the
+    /// pipe camera's) and the sessions run there too, so each frame goes from the reader to
+    /// the sessions without waking another thread. Any other camera gets a thread of its own,
+    /// with its own single-threaded runtime: encoding blocks for milliseconds, and a dedicated
+    /// thread does it without a hand-off per frame and without holding up the sessions'
+    /// runtime. The receiver completes when the loop is done.
     pub fn spawn(self) -> std::io::Result<oneshot::Receiver<()>> {
+        let (done, finished) = oneshot::channel();
+        let jpeg = self
+            .camera
+            .capabilities()
+            .is_some_and(|c| c.format.is_jpeg());
+        if jpeg && let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                self.run().await;
+                let _ = done.send(());
+            });
+            return Ok(finished);
+        }
         // I/O too, for a camera that does its own on the thread that opens it (the pipe
         // camera does not: it reads on the runtime it was made on).
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (done, finished) = oneshot::channel();
         std::thread::Builder::new()
             .name("edgecam-capture".to_owned())
             .spawn(move || {
@@ -186,12 +202,27 @@ impl CaptureLoop {
         captured.seq = seq;
         let size = captured.image.size();
         let started = std::time::Instant::now();
-        let frame = self.encoder.encode(captured)?;
+        let frame = self.encode(captured)?;
         self.counters.encode_time.observe(started.elapsed());
         published.last_seq = Some(seq);
         published.size = Some(size);
         self.frames.send_replace(Some(frame));
         Ok(())
+    }
+
+    /// Encodes `captured`, or stamps it if it is a camera JPEG. An encode takes milliseconds:
+    /// where the loop shares a multi-threaded runtime with the sessions (a JPEG camera's loop,
+    /// encoding a NO SIGNAL picture or the frames of a camera that came back with another
+    /// format), it runs in `block_in_place`, which hands the worker's other tasks to another
+    /// worker meanwhile; on the loop's own thread it simply runs.
+    fn encode(&mut self, captured: Captured) -> Result<Frame, EncodeError> {
+        let shared_workers = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if shared_workers && !captured.image.format().is_jpeg() {
+            tokio::task::block_in_place(|| self.encoder.encode(captured))
+        } else {
+            self.encoder.encode(captured)
+        }
     }
 
     /// Publishes a "NO SIGNAL" picture of the last picture's size, when a session wants one.
