@@ -27,7 +27,8 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = BenchScene::Natural)]
     scene: BenchScene,
     /// Seconds each streaming measurement runs (the one-client figures interleave 8 one-second
-    /// slices of streaming with 8 of the encode alone instead).
+    /// slices of streaming with 8 of the encode alone instead; the passthrough fan-out figures
+    /// alternate 4 rounds of ours and GStreamer's, a quarter of it each).
     #[arg(long, default_value_t = 4.0)]
     seconds: f64,
     /// Single shots for the round-trip latency figure.
@@ -453,25 +454,54 @@ async fn passthrough(args: &BenchArgs, jpeg: &std::path::Path, window: Duration)
         jpeg.display()
     );
     let server = ServerProcess::start(args, &camera).await?;
-    let http = format!("http://{}/stream", server.addr);
+    let slice = window / FANOUT_ROUNDS as u32;
+    let legacy_request = [edgecam_core::codec::Command::Stream.byte()];
+    let http_request = b"GET /stream HTTP/1.1\r\nHost: bench\r\n\r\n";
     for n in FANOUT_CLIENTS {
-        let legacy = stream_clients(&server.addr, server.child.id(), n, window).await?;
-        let ours = stream_clients(&http, server.child.id(), n, window).await?;
-        let gst = if n == 1 {
-            String::new()
-        } else {
-            match gstreamer_fanout(jpeg, n, window).await {
-                Ok(ms) => format!("; GStreamer multipartmux ! tcpserversink: {ms:.3} ms"),
-                Err(why) => format!("; GStreamer: skipped: {why}"),
+        let (mut legacy, mut http, mut gst) =
+            (Fanout::default(), Fanout::default(), Ok(Vec::new()));
+        for _ in 0..FANOUT_ROUNDS {
+            legacy += server.fanout(&legacy_request, n, slice).await?;
+            let ours = server.fanout(http_request, n, slice).await?;
+            http += ours;
+            if n > 1
+                && let Ok(rounds) = &mut gst
+            {
+                match gstreamer_fanout(jpeg, n, slice).await {
+                    Ok(theirs) => rounds.push((ours, theirs)),
+                    Err(why) => gst = Err(why),
+                }
             }
+        }
+        let gst = match gst {
+            Ok(rounds) if rounds.is_empty() => String::new(),
+            Ok(rounds) => {
+                let mut theirs = Fanout::default();
+                for (_, round) in &rounds {
+                    theirs += *round;
+                }
+                let (lo, hi) = spread(
+                    rounds
+                        .iter()
+                        .map(|(o, g)| o.ms_per_frame() / g.ms_per_frame()),
+                );
+                format!(
+                    "; GStreamer multipartmux ! tcpserversink: {:.3} ms ({:.0} frames/s; HTTP /stream {:.2}x it, rounds from {lo:.2}x to {hi:.2}x; target <= 1.00x)",
+                    theirs.ms_per_frame(),
+                    theirs.frames / window.as_secs_f64(),
+                    http.ms_per_frame() / theirs.ms_per_frame(),
+                )
+            }
+            Err(why) => format!("; GStreamer: skipped: {why}"),
         };
         println!(
-            "passthrough from exec: MJPEG, {n:2} clients: server CPU per delivered frame: legacy {:.3} ms ({:.0} frames/s), HTTP /stream {:.3} ms ({:.0} frames/s; {:.2}x legacy, target <= 1.10x){gst}",
-            legacy.cpu_per_delivered_ms(),
-            legacy.delivered as f64 / window.as_secs_f64(),
-            ours.cpu_per_delivered_ms(),
-            ours.delivered as f64 / window.as_secs_f64(),
-            ours.cpu_per_delivered_ms() / legacy.cpu_per_delivered_ms(),
+            "passthrough from exec: MJPEG, {n:2} clients ({FANOUT_ROUNDS} rounds of {:.1} s): server CPU per delivered frame: legacy {:.3} ms ({:.0} frames/s), HTTP /stream {:.3} ms ({:.0} frames/s; {:.2}x legacy, target <= 1.10x){gst}",
+            slice.as_secs_f64(),
+            legacy.ms_per_frame(),
+            legacy.frames / window.as_secs_f64(),
+            http.ms_per_frame(),
+            http.frames / window.as_secs_f64(),
+            http.ms_per_frame() / legacy.ms_per_frame(),
         );
     }
     drop(server);
@@ -535,9 +565,8 @@ fn pipe_read_ms(args: &str, frame_len: usize, window: Duration) -> Result<f64> {
     Ok(cpu * 1000.0 / frames.max(1) as f64)
 }
 
-/// GStreamer serving `jpeg` in a loop as multipart over TCP to `n` clients: its CPU per
-/// delivered frame, in milliseconds.
-async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) -> Result<f64> {
+/// GStreamer serving `jpeg` in a loop as multipart over TCP to `n` plain readers for `window`.
+async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) -> Result<Fanout> {
     if !on_path("gst-launch-1.0") {
         bail!(
             "gst-launch-1.0 is not installed (apt-get install gstreamer1.0-tools gstreamer1.0-plugins-good)"
@@ -566,51 +595,121 @@ async fn gstreamer_fanout(jpeg: &std::path::Path, n: usize, window: Duration) ->
         .stderr(Stdio::null())
         .spawn()
         .context("starting gst-launch-1.0")?;
-    let result = async {
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut streams = Vec::new();
-        while streams.len() < n {
-            match tokio::net::TcpStream::connect(&addr).await {
-                Ok(s) => streams.push(s),
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(anyhow::anyhow!("connecting to GStreamer on {addr}: {e}")),
-            }
-        }
-        let part = std::fs::metadata(jpeg)?.len() + MULTIPART_HEADER;
-        let before = CpuReading::of(child.id())?;
-        let end = Instant::now() + window;
-        let tasks: Vec<_> = streams
-            .into_iter()
-            .map(|mut s| {
-                tokio::spawn(async move {
-                    use tokio::io::AsyncReadExt;
-                    let mut buf = vec![0u8; 256 * 1024];
-                    let mut bytes = 0u64;
-                    while Instant::now() < end {
-                        match tokio::time::timeout_at(end.into(), s.read(&mut buf)).await {
-                            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-                            Ok(Ok(k)) => bytes += k as u64,
-                        }
-                    }
-                    bytes
-                })
-            })
-            .collect();
-        let mut bytes = 0;
-        for t in tasks {
-            bytes += t.await?;
-        }
-        let cpu = CpuReading::of(child.id())?.seconds_since(&before);
-        let delivered = (bytes / part).max(1);
-        Ok(cpu * 1000.0 / delivered as f64)
-    }
-    .await;
+    let part = std::fs::metadata(jpeg)?.len() + MULTIPART_HEADER;
+    let read = plain_readers(&format!("127.0.0.1:{port}"), b"", child.id(), n, window).await;
     let _ = child.kill();
     let _ = child.wait();
-    result
+    let read = read.context("reading GStreamer's stream")?;
+    Ok(Fanout {
+        cpu_ms: read.cpu_ms,
+        frames: read.bytes as f64 / part as f64,
+    })
+}
+
+/// Rounds of each passthrough fan-out figure: our server's and GStreamer's measurements
+/// alternate, so that this machine's drift touches both alike.
+const FANOUT_ROUNDS: usize = 4;
+
+/// Server CPU over a fan-out measurement and the frames its readers received.
+#[derive(Debug, Default, Clone, Copy)]
+struct Fanout {
+    cpu_ms: f64,
+    /// Bytes received over the bytes of one frame on the wire: a fraction at the window's ends.
+    frames: f64,
+}
+
+impl Fanout {
+    fn ms_per_frame(&self) -> f64 {
+        self.cpu_ms / self.frames.max(1.0)
+    }
+}
+
+impl std::ops::AddAssign for Fanout {
+    fn add_assign(&mut self, other: Fanout) {
+        self.cpu_ms += other.cpu_ms;
+        self.frames += other.frames;
+    }
+}
+
+/// The smallest and the largest of `values`.
+fn spread(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+/// What plain readers received and what the server's process spent meanwhile.
+struct PlainRead {
+    cpu_ms: f64,
+    bytes: u64,
+}
+
+/// Bytes each plain reader asks for at once.
+const PLAIN_READ: usize = 256 * 1024;
+
+/// `n` connections to `addr`, each sent `request` and then read flat out for `window` by
+/// readers that only count bytes, while the CPU of process `pid` is measured. Our server and
+/// GStreamer are measured with the same readers, so that neither is read by clients slower than
+/// the other's. Each reader's first bytes arrive before the measurement starts.
+async fn plain_readers(
+    addr: &str,
+    request: &[u8],
+    pid: u32,
+    n: usize,
+    window: Duration,
+) -> Result<PlainRead> {
+    use tokio::io::AsyncReadExt;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut streams = Vec::with_capacity(n);
+    while streams.len() < n {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(mut stream) => {
+                stream.write_all(request).await?;
+                streams.push(stream);
+            }
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => bail!("connecting to {addr}: {e}"),
+        }
+    }
+    let mut buf = vec![0u8; PLAIN_READ];
+    for stream in &mut streams {
+        match tokio::time::timeout(CAMERA_START_WAIT, stream.read(&mut buf)).await {
+            Ok(Ok(0)) => bail!("{addr} closed a connection before it sent anything"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => bail!("reading from {addr}: {e}"),
+            Err(_) => bail!(
+                "{addr} sent nothing within {} s",
+                CAMERA_START_WAIT.as_secs()
+            ),
+        }
+    }
+    let before = CpuReading::of(pid)?;
+    let end = tokio::time::Instant::now() + window;
+    let readers: Vec<_> = streams
+        .into_iter()
+        .map(|mut stream| {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; PLAIN_READ];
+                let mut bytes = 0u64;
+                loop {
+                    match tokio::time::timeout_at(end, stream.read(&mut buf)).await {
+                        Err(_) => return Ok(bytes),
+                        Ok(Ok(0)) => bail!("the server closed a reader's connection mid-stream"),
+                        Ok(Ok(k)) => bytes += k as u64,
+                        Ok(Err(e)) => bail!("a reader's connection failed mid-stream: {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut bytes = 0;
+    for reader in readers {
+        bytes += reader.await??;
+    }
+    Ok(PlainRead {
+        cpu_ms: CpuReading::of(pid)?.seconds_since(&before) * 1000.0,
+        bytes,
+    })
 }
 
 /// The bytes multipartmux adds to each part: `\r\n--ThisRandomString\r\nContent-Type:
@@ -876,6 +975,50 @@ impl ServerProcess {
         }
     }
 
+    /// `n` plain readers (see [`plain_readers`]) sent `request` take this server's stream for
+    /// `window`. Frames delivered are their bytes over the bytes the server sent per frame
+    /// meanwhile, from its `/metrics`.
+    async fn fanout(&self, request: &[u8], n: usize, window: Duration) -> Result<Fanout> {
+        let before = self.sent().await?;
+        let read = plain_readers(&self.addr, request, self.child.id(), n, window).await?;
+        let after = self.sent().await?;
+        let (frames, bytes) = (after.0 - before.0, after.1 - before.1);
+        if frames == 0 {
+            bail!(
+                "edgecam serve on {} sent no frame to {n} readers",
+                self.addr
+            );
+        }
+        Ok(Fanout {
+            cpu_ms: read.cpu_ms,
+            frames: read.bytes as f64 * frames as f64 / bytes as f64,
+        })
+    }
+
+    /// The frames and bytes this server has sent so far, from its `/metrics`.
+    async fn sent(&self) -> Result<(u64, u64)> {
+        use tokio::io::AsyncReadExt;
+        let text = tokio::time::timeout(Duration::from_secs(10), async {
+            let mut stream = tokio::net::TcpStream::connect(&self.addr).await?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await?;
+            anyhow::Ok(text)
+        })
+        .await
+        .context("edgecam serve's /metrics did not answer within 10 s")?
+        .context("reading edgecam serve's /metrics")?;
+        let metric = |name: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+                .with_context(|| format!("no {name} in edgecam serve's /metrics"))
+        };
+        Ok((
+            metric("edgecam_frames_sent_total")?,
+            metric("edgecam_bytes_sent_total")?,
+        ))
+    }
+
     fn proc_file(&self, name: &str) -> Result<String> {
         let path = format!("/proc/{}/{name}", self.child.id());
         std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))
@@ -952,10 +1095,7 @@ impl OneClient {
 
     /// The spread of the pairs' ratios.
     fn pairs(&self) -> String {
-        let (lo, hi) = self
-            .ratios
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), r| (lo.min(*r), hi.max(*r)));
+        let (lo, hi) = spread(self.ratios.iter().copied());
         format!(
             "{} pairs of {} s from {lo:.2}x to {hi:.2}x",
             self.ratios.len(),
