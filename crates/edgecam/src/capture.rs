@@ -1,7 +1,7 @@
 //! The capture loop: one per camera, on its own thread (or, for a camera that delivers
-//! JPEGs, a task beside the sessions: see [`CaptureLoop::spawn`]). It reads the camera only while some
-//! session wants a frame, encodes each frame once, and publishes the newest one; sessions that
-//! are behind simply see the newest frame next. While the camera is gone it publishes a
+//! JPEGs, a task beside the sessions: see [`CaptureLoop::spawn`]). It reads the camera only
+//! while some session wants a frame, encodes each frame once, and publishes the newest one;
+//! sessions that are behind simply see the newest frame next. While the camera is gone it publishes a
 //! "NO SIGNAL" picture once a second and reopens the camera with backoff.
 
 use std::sync::Arc;
