@@ -264,21 +264,27 @@ impl JpegSplitter {
         Step::Continue
     }
 
+    /// Walks the entropy-coded data to the marker that ends it. Stuffing comes about every
+    /// 256 bytes of a real picture's scan, so it is stepped over here, not one step each.
     fn entropy(&mut self) -> Step {
-        let Some(offset) = memchr::memchr(0xFF, &self.buf[self.pos..]) else {
-            self.pos = self.buf.len();
-            return Step::NeedMore;
-        };
-        self.pos += offset;
-        match self.buf.get(self.pos + 1) {
-            None => return Step::NeedMore,
-            // Stuffing and restart markers are part of the scan.
-            Some(0x00 | 0xD0..=0xD7) => self.pos += 2,
-            // Fill: the marker follows.
-            Some(0xFF) => self.pos += 1,
-            Some(_) => self.state = State::Marker,
+        loop {
+            let Some(offset) = memchr::memchr(0xFF, &self.buf[self.pos..]) else {
+                self.pos = self.buf.len();
+                return Step::NeedMore;
+            };
+            self.pos += offset;
+            match self.buf.get(self.pos + 1) {
+                None => return Step::NeedMore,
+                // Stuffing and restart markers are part of the scan.
+                Some(0x00 | 0xD0..=0xD7) => self.pos += 2,
+                // Fill: the marker follows.
+                Some(0xFF) => self.pos += 1,
+                Some(_) => {
+                    self.state = State::Marker;
+                    return Step::Continue;
+                }
+            }
         }
-        Step::Continue
     }
 
     /// The frame in progress is malformed at `pos`: skip what came before and look for the
