@@ -120,8 +120,8 @@ async fn a_child_that_exits_gives_no_signal_then_is_started_again() {
     no_signal_then_started_again(SHORT_LIVED).await;
 }
 
-/// A JPEG camera's capture loop is a task beside the sessions, which encodes the NO SIGNAL
-/// picture without holding up a worker.
+/// A JPEG camera's capture loop is a task beside the sessions; it encodes the NO SIGNAL
+/// picture there too (in `block_in_place`, on this multi-threaded runtime).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jpeg_child_that_exits_gives_no_signal_then_is_started_again() {
     let dir = tempfile::tempdir().unwrap();

@@ -216,9 +216,11 @@ impl CaptureLoop {
     /// format), it runs in `block_in_place`, which hands the worker's other tasks to another
     /// worker meanwhile; on the loop's own thread it simply runs.
     fn encode(&mut self, captured: Captured) -> Result<Frame, EncodeError> {
-        let shared_workers = tokio::runtime::Handle::try_current()
-            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        if shared_workers && !captured.image.format().is_jpeg() {
+        let shared_workers = || {
+            tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+        };
+        if !captured.image.format().is_jpeg() && shared_workers() {
             tokio::task::block_in_place(|| self.encoder.encode(captured))
         } else {
             self.encoder.encode(captured)
@@ -373,6 +375,65 @@ mod tests {
                 .expect("capture loop panicked");
             self.counters
         }
+    }
+
+    /// The thread `spawn` runs the loop on for a camera of `format`, as the camera's
+    /// `next_frame` sees it.
+    async fn loop_thread(format: PixelFormat) -> std::thread::ThreadId {
+        let mut camera = MockCam::new();
+        camera.expect_name().return_const("mock".to_owned());
+        camera
+            .expect_capabilities()
+            .return_const(Some(Capabilities::new(8, 8, format)));
+        let (seen, on) = oneshot::channel();
+        let seen = std::sync::Mutex::new(Some(seen));
+        camera.expect_next_frame().returning(move || {
+            if let Some(seen) = seen.lock().unwrap().take() {
+                let _ = seen.send(std::thread::current().id());
+            }
+            // Gone: the loop then waits out its reopening backoff, giving the test its turn.
+            Err(gone())
+        });
+        camera.expect_open().returning(|| {
+            Err(CameraError::Open {
+                device: "mock".to_owned(),
+                source: "unplugged".into(),
+            })
+        });
+        camera.expect_close().returning(|| Ok(()));
+        let (frames, _published) = watch::channel(None);
+        let stop = CancellationToken::new();
+        let demand = Demand::default();
+        demand.want();
+        let finished = CaptureLoop {
+            camera: Box::new(camera),
+            encoder: Encoder::new(Box::<RustBackend>::default(), 80, Passthrough::Stamped),
+            clock: Arc::new(ManualClock::new(Timestamp(1))),
+            demand,
+            frames,
+            counters: Arc::new(CaptureCounters::default()),
+            stop: stop.clone(),
+        }
+        .spawn()
+        .unwrap();
+        let thread = tokio::time::timeout(Duration::from_secs(10), on)
+            .await
+            .expect("the loop did not read the camera in time")
+            .unwrap();
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(10), finished)
+            .await
+            .expect("capture loop did not stop in time")
+            .expect("capture loop ended without saying so");
+        thread
+    }
+
+    #[tokio::test]
+    async fn a_jpeg_cameras_loop_runs_on_the_runtime_it_was_started_on_and_a_raw_ones_on_its_own_thread()
+     {
+        let here = std::thread::current().id();
+        assert_eq!(loop_thread(PixelFormat::Jpeg).await, here);
+        assert_ne!(loop_thread(PixelFormat::Rgb24).await, here);
     }
 
     /// Waits until `done` holds (polling, in virtual time), at most 10 s.
