@@ -131,6 +131,36 @@ fn serve(camera: &str) -> (Edgecam, String) {
     (serve, first)
 }
 
+/// `serve` writes to every client from one worker thread unless `--threads` asks for more
+/// (Linux: the threads are counted in /proc by the name tokio gives them).
+#[test]
+#[cfg(target_os = "linux")]
+fn serve_runs_as_many_workers_as_threads_asks_for() {
+    let workers = |serve: &Edgecam| {
+        std::fs::read_dir(format!("/proc/{}/task", serve.pid()))
+            .unwrap()
+            .filter(|task| {
+                let comm = task.as_ref().unwrap().path().join("comm");
+                std::fs::read_to_string(comm).is_ok_and(|name| name.trim() == "tokio-rt-worker")
+            })
+            .count()
+    };
+    for (extra, expected) in [(&[][..], 1), (&["--threads", "3"][..], 3)] {
+        let args = [
+            &["serve", "--bind", "127.0.0.1:0", "--camera", CAMERA][..],
+            extra,
+        ]
+        .concat();
+        let serve = Edgecam::spawn(&args);
+        serve.stdout_line();
+        assert_eq!(workers(&serve), expected, "serve {extra:?}");
+        serve.signal("TERM");
+        assert!(serve.finish().status.success());
+    }
+    let stderr = failure(&edgecam(&["serve", "--threads", "0"]));
+    assert!(stderr.contains("--threads"), "{stderr}");
+}
+
 #[test]
 fn an_address_without_port_is_named_as_such() {
     let stderr = failure(&edgecam(&["snap", "127.0.0.1"]));

@@ -425,6 +425,10 @@ impl Edgecam {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The next line on stdout; panics if none comes within [`WAIT`].
     pub fn stdout_line(&self) -> String {
         self.stdout

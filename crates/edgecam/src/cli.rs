@@ -1,6 +1,7 @@
 //! Command-line flags and what each subcommand does.
 
 use std::io::{IsTerminal, Write};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -142,6 +143,11 @@ struct ServeArgs {
     /// it serves both protocols, like --bind.
     #[arg(long, value_name = "ADDR")]
     http_bind: Option<String>,
+    /// Threads that serve the clients. One writes every client's frames at the least CPU per
+    /// frame (a second one costs a wake-up per frame); raw frames are encoded on each camera's
+    /// own thread either way.
+    #[arg(long, default_value_t = NonZeroUsize::MIN)]
+    threads: NonZeroUsize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -325,6 +331,16 @@ pub fn init_logging(verbose: u8) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+impl Cli {
+    /// The async runtime's worker threads this command asks for; `None`: one per core.
+    pub fn worker_threads(&self) -> Option<usize> {
+        match &self.command {
+            Command::Serve(args) => Some(args.threads.get()),
+            _ => None,
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
